@@ -1,0 +1,1 @@
+"""ophyd devices of a real instrument (EPICS stages and detectors)."""

@@ -1,0 +1,1 @@
+"""Bluesky plans: the only layer that turns pixels into motor positions (`smart_scan` lands here)."""

@@ -1,0 +1,334 @@
+"""Benchmark: the Sampler against general adaptive and non-adaptive samplers, in one run.
+
+``python -m steering.bench`` (quick) or ``python -m steering.bench --full``. For every image, at each
+measured fraction, it scores the reconstruction of
+
+- ``sampler``: this package's `Sampler` with the shipped ERD model,
+- ``grid``: a regular grid + Delaunay-linear interpolation,
+- ``random``: uniform random points + Delaunay-linear interpolation,
+- ``learner2d``: python-adaptive's ``Learner2D`` (default loss, points snapped to pixels) +
+  Delaunay-linear interpolation,
+
+with PSNR, SSIM and NRMSE on min-max normalised images (data range 1), and reports the median and
+max time of the sampler's ``ask()`` and ``tell()`` and the batch size. The table is printed and
+written (CSV, JSON and Markdown) to ``--out``. Needs the ``bench`` extra (scikit-image, adaptive).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .images import load_image
+from .metrics import quality
+from .reconstruction import reconstruct_linear
+from .sampler import Sampler
+from .stopping import StopCriteria
+
+__all__ = ["benchmark_images", "grid_points", "run_sampler", "run_learner2d", "decision_times", "main"]
+
+QUICK_FRACTIONS = (0.05, 0.10, 0.20)
+# scikit-image's bundled images that are not used in training (see steering.train).
+HELD_OUT_SKIMAGE = ("camera", "coins", "microaneurysms", "shepp_logan_phantom")
+
+
+def default_data_dir() -> Path:
+    """``$STEERING_DATA``, else ``shared/data`` beside the repository checkout."""
+    env = os.environ.get("STEERING_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def benchmark_images(data_dir: Path, *, full: bool = False) -> dict[str, np.ndarray]:
+    """The benchmark set: every image in ``data_dir`` plus held-out scikit-image images.
+
+    In quick mode the scikit-image images are reduced to at most 256 pixels a side.
+    """
+    images: dict[str, np.ndarray] = {}
+    if data_dir.is_dir():
+        for f in sorted(data_dir.rglob("*")):
+            if f.suffix.lower() in (".tif", ".tiff", ".png", ".npy"):
+                images[f"{f.parent.name}/{f.stem}"] = load_image(f)
+    else:
+        print(f"warning: no data directory at {data_dir}; benchmarking scikit-image images only", file=sys.stderr)
+    import skimage.data
+    from skimage.transform import resize
+
+    for name in HELD_OUT_SKIMAGE:
+        img = np.asarray(getattr(skimage.data, name)(), dtype=np.float64)
+        if not full and max(img.shape) > 256:
+            f = 256 / max(img.shape)
+            img = resize(img, (round(img.shape[0] * f), round(img.shape[1] * f)), anti_aliasing=True)
+        images[f"skimage/{name}"] = img
+    return images
+
+
+def grid_points(shape: tuple[int, int], fraction: float) -> np.ndarray:
+    """A regular grid (corners included) of about ``fraction`` of the pixels."""
+    H, W = shape
+    s = np.sqrt(fraction)
+    nr, nc = max(2, round(H * s)), max(2, round(W * s))
+    rr, cc = np.meshgrid(np.round(np.linspace(0, H - 1, nr)), np.round(np.linspace(0, W - 1, nc)), indexing="ij")
+    return np.unique(np.column_stack([rr.ravel(), cc.ravel()]).astype(np.int64), axis=0)
+
+
+def _recon_from_points(truth, pts):
+    return reconstruct_linear(truth.shape, pts, truth[pts[:, 0], pts[:, 1]])
+
+
+def run_sampler(truth: np.ndarray, fractions, *, seed: int = 0, model=None, batch_size=None) -> dict:
+    """Drive a `Sampler` on a known image; reconstruction at each fraction, and timings."""
+    N = truth.size
+    targets = sorted(fractions)
+    s = Sampler(
+        truth.shape, model=model, stop=StopCriteria(max_fraction=max(targets)), seed=seed, batch_size=batch_size
+    )
+    out: dict = {"recon": {}}
+    k = 0
+    pos = None
+    while not s.done and k < len(targets):
+        budget = int(round(targets[k] * N)) - s.n_measured
+        pts = s.ask(min(budget, s.batch_size_) if s.n_measured else None, start=pos)
+        if len(pts) == 0:
+            break
+        s.tell(pts, truth[pts[:, 0], pts[:, 1]])
+        pos = pts[-1]
+        while k < len(targets) and s.n_measured >= int(round(targets[k] * N)):
+            out["recon"][targets[k]] = s.reconstruction
+            k += 1
+    for t in targets[k:]:
+        out["recon"][t] = s.reconstruction
+    out["ask_times"] = np.asarray(s.ask_times_[1:] or [0.0])
+    out["tell_times"] = np.asarray(s.tell_times_[1:] or [0.0])
+    out["batch_size"] = s.batch_size_
+    return out
+
+
+def run_learner2d(truth: np.ndarray, fractions, *, batch: int = 50) -> dict:
+    """python-adaptive ``Learner2D`` (default loss), points snapped to pixels, linear reconstruction."""
+    import adaptive
+
+    H, W = truth.shape
+    seen: dict[tuple[int, int], float] = {}
+
+    def snap(xy):
+        return min(max(int(round(xy[0])), 0), H - 1), min(max(int(round(xy[1])), 0), W - 1)
+
+    learner = adaptive.Learner2D(lambda xy: float(truth[snap(xy)]), bounds=[(0, H - 1), (0, W - 1)])
+    out: dict = {"recon": {}, "ask_times": []}
+    for t in sorted(fractions):
+        target = int(round(t * truth.size))
+        while len(seen) < target:
+            t0 = time.perf_counter()
+            pts, _ = learner.ask(min(batch, target - len(seen)))
+            out["ask_times"].append(time.perf_counter() - t0)
+            for p in pts:
+                rc = snap(p)
+                seen[rc] = float(truth[rc])
+                learner.tell(p, seen[rc])
+        pts = np.array(list(seen.keys()), dtype=np.int64)
+        out["recon"][t] = _recon_from_points(truth, pts)
+    out["ask_times"] = np.asarray(out["ask_times"])
+    return out
+
+
+def decision_times(
+    shape: tuple[int, int], *, fraction: float = 0.1, batch: int = 50, steps: int = 30, seed: int = 0, model=None
+) -> dict:
+    """Time ``ask`` and ``tell`` for batches of ``batch`` on a grid with ``fraction`` measured.
+
+    The sample is a synthetic particle image of that shape. The state is reached by the initial
+    pattern plus random points up to ``fraction``, then ``steps`` ask/tell rounds are timed.
+    """
+    from .synthetic import synthetic_image
+
+    rng = np.random.default_rng(seed)
+    side = max(shape)
+    truth = synthetic_image("particles", side, rng=rng)[: shape[0], : shape[1]]
+    s = Sampler(
+        shape, model=model, batch_size=batch, stop=StopCriteria(max_fraction=min(1.0, fraction * 1.5)), seed=seed
+    )
+    p = s.ask()
+    s.tell(p, truth[p[:, 0], p[:, 1]])
+    free = np.flatnonzero(~s.measured_mask)
+    extra = rng.choice(free, max(0, int(fraction * truth.size) - s.n_measured), replace=False)
+    p = np.stack(np.divmod(extra, shape[1]), axis=1)
+    s.tell(p, truth[p[:, 0], p[:, 1]])
+    asks, tells = [], []
+    pos = None
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        p = s.ask(start=pos)
+        t1 = time.perf_counter()
+        s.tell(p, truth[p[:, 0], p[:, 1]])
+        t2 = time.perf_counter()
+        asks.append(t1 - t0)
+        tells.append(t2 - t1)
+        pos = p[-1]
+    a, t = np.asarray(asks), np.asarray(tells)
+    return {"shape": list(shape), "fraction": fraction, "batch": batch, "steps": steps,
+            "ask_median_ms": 1e3 * float(np.median(a)), "ask_max_ms": 1e3 * float(a.max()),
+            "tell_median_ms": 1e3 * float(np.median(t)), "tell_max_ms": 1e3 * float(t.max())}  # fmt: skip
+
+
+def _fmt_table(rows: list[dict]) -> str:
+    cols = ["image", "fraction", "method", "psnr", "ssim", "nrmse"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append(
+            f"| {r['image']} | {r['fraction']:.2f} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} "
+            f"| {r['nrmse']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(prog="python -m steering.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--full", action="store_true", help="full-size scikit-image images and more fractions")
+    ap.add_argument("--data", type=Path, default=None, help="image folder (default: $STEERING_DATA or ../shared/data)")
+    ap.add_argument("--model", default=None, help="ERD model file (default: the shipped model)")
+    ap.add_argument("--out", type=Path, default=Path("bench_results"), help="output folder")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-learner2d", action="store_true", help="skip the python-adaptive baseline")
+    ap.add_argument("--only", default=None, help="substring: benchmark only matching images")
+    ap.add_argument("--no-speed", action="store_true", help="skip the 512x512 / 1024x1024 decision-time check")
+    args = ap.parse_args(argv)
+
+    from tqdm import tqdm
+
+    fractions = (0.05, 0.10, 0.15, 0.20, 0.30) if args.full else QUICK_FRACTIONS
+    images = benchmark_images(args.data or default_data_dir(), full=args.full)
+    if args.only:
+        images = {k: v for k, v in images.items() if args.only in k}
+    from .erd import load_model
+
+    model = load_model(args.model)
+    rows: list[dict] = []
+    timing: list[dict] = []
+    for name, truth in tqdm(images.items(), desc="images", file=sys.stderr):
+        rng = np.random.default_rng(args.seed)
+        res = {"sampler": run_sampler(truth, fractions, seed=args.seed, model=model)}
+        if not args.no_learner2d:
+            res["learner2d"] = run_learner2d(truth, fractions)
+        for f in fractions:
+            n = int(round(f * truth.size))
+            recons = {m: r["recon"][f] for m, r in res.items()}
+            recons["grid"] = _recon_from_points(truth, grid_points(truth.shape, f))
+            flat = rng.choice(truth.size, n, replace=False)
+            recons["random"] = _recon_from_points(truth, np.stack(np.divmod(flat, truth.shape[1]), axis=1))
+            for m, img in recons.items():
+                rows.append(
+                    {"image": name, "shape": list(truth.shape), "fraction": f, "method": m, **quality(truth, img)}
+                )
+        s = res["sampler"]
+        timing.append(
+            {
+                "image": name,
+                "shape": list(truth.shape),
+                "batch_size": s["batch_size"],
+                "ask_median_ms": 1e3 * float(np.median(s["ask_times"])),
+                "ask_max_ms": 1e3 * float(np.max(s["ask_times"])),
+                "tell_median_ms": 1e3 * float(np.median(s["tell_times"])),
+                "tell_max_ms": 1e3 * float(np.max(s["tell_times"])),
+                "learner2d_ask_median_ms": 1e3 * float(np.median(res["learner2d"]["ask_times"]))
+                if "learner2d" in res
+                else None,
+            }
+        )
+    summary = _summarise(rows, fractions)
+    speed = []
+    if not args.no_speed:
+        for shape in ((512, 512), (1024, 1024)):
+            speed.append(decision_times(shape, model=model, seed=args.seed))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(
+        json.dumps({"rows": rows, "timing": timing, "summary": summary, "decision_times": speed}, indent=1)
+    )
+    with open(args.out / "bench.csv", "w") as fh:
+        fh.write("image,height,width,fraction,method,psnr,ssim,nrmse\n")
+        for r in rows:
+            fh.write(
+                f"{r['image']},{r['shape'][0]},{r['shape'][1]},{r['fraction']},{r['method']},{r['psnr']:.4f},{r['ssim']:.5f},{r['nrmse']:.5f}\n"
+            )
+    report = [_fmt_table(rows), "", _fmt_summary(summary), "", _fmt_timing(timing), "", _fmt_speed(speed)]
+    (args.out / "bench.md").write_text("\n".join(report) + "\n")
+    print("\n".join(report))
+    return 0
+
+
+def _fmt_speed(speed) -> str:
+    if not speed:
+        return ""
+    lines = [
+        "Decision time, batch of 50 at 10% measured (synthetic sample):",
+        "| grid | ask median ms | ask max ms | tell median ms | tell max ms |",
+        "|---|---|---|---|---|",
+    ]
+    for r in speed:
+        lines.append(
+            f"| {r['shape'][0]}x{r['shape'][1]} | {r['ask_median_ms']:.1f} | {r['ask_max_ms']:.1f} | "
+            f"{r['tell_median_ms']:.1f} | {r['tell_max_ms']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def _summarise(rows, fractions) -> dict:
+    methods = sorted({r["method"] for r in rows})
+    if not rows:
+        return {}
+    out = {}
+    for f in fractions:
+        sel = [r for r in rows if r["fraction"] == f]
+        mean = {
+            m: {k: float(np.mean([r[k] for r in sel if r["method"] == m])) for k in ("psnr", "ssim", "nrmse")}
+            for m in methods
+        }
+        per_image = {}
+        for r in sel:
+            per_image.setdefault(r["image"], {})[r["method"]] = r["psnr"]
+        beats_grid = sum(1 for v in per_image.values() if v["sampler"] > v["grid"])
+        out[str(f)] = {"mean": mean, "sampler_beats_grid": f"{beats_grid}/{len(per_image)}"}
+        if "learner2d" in methods:
+            out[str(f)]["sampler_minus_learner2d_psnr"] = mean["sampler"]["psnr"] - mean["learner2d"]["psnr"]
+    return out
+
+
+def _fmt_summary(summary) -> str:
+    lines = ["| fraction | method | mean PSNR | mean SSIM | mean NRMSE |", "|---|---|---|---|---|"]
+    for f, s in summary.items():
+        for m, v in s["mean"].items():
+            lines.append(f"| {float(f):.2f} | {m} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['nrmse']:.4f} |")
+    lines.append("")
+    for f, s in summary.items():
+        extra = ""
+        if "sampler_minus_learner2d_psnr" in s:
+            extra = f", sampler - learner2d mean PSNR: {s['sampler_minus_learner2d_psnr']:+.2f} dB"
+        lines.append(f"fraction {float(f):.2f}: sampler beats grid on {s['sampler_beats_grid']} images{extra}")
+    return "\n".join(lines)
+
+
+def _fmt_timing(timing) -> str:
+    lines = [
+        "| image | shape | batch | ask median ms | ask max ms | tell median ms | tell max ms "
+        "| learner2d ask median ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in timing:
+        l2d = f"{t['learner2d_ask_median_ms']:.1f}" if t["learner2d_ask_median_ms"] is not None else "-"
+        lines.append(
+            f"| {t['image']} | {t['shape'][0]}x{t['shape'][1]} | {t['batch_size']} | {t['ask_median_ms']:.1f} | "
+            f"{t['ask_max_ms']:.1f} | {t['tell_median_ms']:.1f} | {t['tell_max_ms']:.1f} | {l2d} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

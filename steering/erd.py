@@ -1,0 +1,134 @@
+"""The ERD network: predicts, for each unmeasured pixel, the reduction in distortion of measuring it.
+
+`ERDNet` is a small per-pixel MLP over the scale-aware features of `steering.features`. It outputs
+``log(RD)`` (RD in units of the intensity scale times pixels); the sampler uses ``exp`` of it.
+Weights are stored as safetensors (data only, never a pickle) beside a JSON model card.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .features import FEATURE_NAMES, N_FEATURES
+
+__all__ = ["ERDNet", "load_model", "save_model", "default_model_path", "ModelFileError"]
+
+_FORMAT = "steering-erd-mlp/1"
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, unreadable, or not an ERD model of this package's feature set."""
+
+
+class ERDNet(nn.Module):
+    """Per-pixel MLP: standardised features -> hidden layers (ReLU) -> log RD.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of input features (`steering.features.N_FEATURES`).
+    hidden : tuple of int
+        Widths of the hidden layers.
+    """
+
+    def __init__(self, n_features: int = N_FEATURES, hidden: tuple[int, ...] = (64, 64, 32)):
+        super().__init__()
+        self.n_features = int(n_features)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.register_buffer("feature_mean", torch.zeros(self.n_features))
+        self.register_buffer("feature_std", torch.ones(self.n_features))
+        layers: list[nn.Module] = []
+        width = self.n_features
+        for h in self.hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+        self.card: dict = {}
+
+    def set_standardisation(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Fix the per-feature mean and standard deviation used to standardise inputs."""
+        self.feature_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.feature_std.copy_(torch.as_tensor(np.maximum(std, 1e-6), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.mlp((x - self.feature_mean) / self.feature_std).squeeze(-1)
+
+    @torch.no_grad()
+    def predict_erd(self, features: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
+        """ERD (``exp`` of the network output) of each row of an (n, n_features) feature matrix."""
+        out = np.empty(len(features), dtype=np.float32)
+        for i in range(0, len(features), chunk):
+            x = torch.from_numpy(np.ascontiguousarray(features[i : i + chunk], dtype=np.float32))
+            out[i : i + chunk] = torch.exp(self.forward(x).clamp(max=60.0)).numpy()
+        return out
+
+
+def default_model_path() -> Path:
+    """Path of the pretrained model shipped inside the package."""
+    return Path(str(resources.files("steering") / "models" / "default.safetensors"))
+
+
+def save_model(model: ERDNet, path: str | Path, card: dict | None = None) -> Path:
+    """Write ``path`` (safetensors) and its model card ``path`` with suffix ``.json``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": _FORMAT,
+        "n_features": str(model.n_features),
+        "hidden": json.dumps(list(model.hidden)),
+        "feature_names": json.dumps(list(FEATURE_NAMES)),
+    }
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
+    if card is not None:
+        path.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_model(path: str | Path | None = None) -> ERDNet:
+    """Load an ERD model from a safetensors file (default: the shipped one).
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing or corrupt, or was made for another feature set.
+    """
+    path = default_model_path() if path is None else Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"not a readable safetensors model file: {path} ({exc})") from exc
+    if meta.get("format") != _FORMAT:
+        raise ModelFileError(
+            f"{path} is not a steering ERD model (format {meta.get('format')!r}, expected {_FORMAT!r})"
+        )
+    names = json.loads(meta.get("feature_names", "[]"))
+    if tuple(names) != FEATURE_NAMES:
+        raise ModelFileError(f"{path} was trained on features {names}, this package computes {list(FEATURE_NAMES)}")
+    try:
+        model = ERDNet(int(meta["n_features"]), tuple(json.loads(meta["hidden"])))
+        model.load_state_dict(tensors, strict=True)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise ModelFileError(f"{path} does not hold the weights of an ERDNet: {exc}") from exc
+    card_path = path.with_suffix(".json")
+    if card_path.is_file():
+        try:
+            model.card = json.loads(card_path.read_text())
+        except ValueError:
+            model.card = {}
+    model.eval()
+    return model

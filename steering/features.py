@@ -1,0 +1,118 @@
+"""Per-pixel features for the ERD network.
+
+The features describe, at the scale of the local sampling density, how badly the linear
+reconstruction may miss the truth around a pixel: the size of the Delaunay triangle that holds the
+pixel, the spread of its vertex values, the change of the reconstructed value across it, and the kink
+between its plane and the planes of its neighbours (a discrete curvature, the quantity that bounds
+the error of linear interpolation). All value-like features are in units of a fixed intensity scale
+and enter as logarithms, so the network sees ratios and the same model serves any intensity range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import Delaunay
+
+__all__ = ["FEATURE_NAMES", "N_FEATURES", "triangle_features", "pixel_features"]
+
+FEATURE_NAMES = (
+    "log_distance",
+    "log_triangle_size",
+    "log_vertex_range",
+    "log_triangle_variation",
+    "log_kink_max",
+    "log_kink_mean",
+    "log_nearest_deviation",
+    "inside_hull",
+    "log_neighbour_range_max",
+    "log_neighbour_kink_max",
+    "level",
+)
+N_FEATURES = len(FEATURE_NAMES)
+_EPS = 1e-3
+
+
+def triangle_features(tri: Delaunay, values: np.ndarray) -> np.ndarray:
+    """Per-triangle (size, vertex range, variation across, kink max, kink mean, and the largest vertex
+    range and kink among the three neighbouring triangles).
+
+    Parameters
+    ----------
+    tri : Delaunay
+        Triangulation of measured (row, col) points.
+    values : (n,) array
+        Values at the points, already divided by the intensity scale.
+
+    Returns
+    -------
+    (n_triangles, 7) float64 array
+    """
+    simp = tri.simplices
+    p = tri.points[simp]  # (t, 3, 2)
+    v = values[simp]  # (t, 3)
+    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    dv = np.column_stack([v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]])
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    det = np.where(np.abs(det) < 1e-12, 1e-12, det)
+    # Solve [e1; e2] g = dv for the plane gradient g.
+    g = np.column_stack(
+        [(dv[:, 0] * e2[:, 1] - dv[:, 1] * e1[:, 1]) / det, (e1[:, 0] * dv[:, 1] - e2[:, 0] * dv[:, 0]) / det]
+    )
+    edges = np.stack([e1, e2, p[:, 2] - p[:, 1]], axis=1)
+    size = np.linalg.norm(edges, axis=2).max(axis=1)
+    vrange = np.ptp(v, axis=1)
+    variation = np.linalg.norm(g, axis=1) * size
+    nb = tri.neighbors
+    valid = nb >= 0
+    kink = np.linalg.norm(g[:, None, :] - g[np.maximum(nb, 0)], axis=2) * size[:, None]
+    kink = np.where(valid, kink, 0.0)
+    nvalid = valid.sum(axis=1)
+    kmax = kink.max(axis=1)
+    kmean = kink.sum(axis=1) / np.maximum(nvalid, 1)
+    nb_range = np.where(valid, vrange[np.maximum(nb, 0)], 0.0).max(axis=1)
+    nb_kink = np.where(valid, kmax[np.maximum(nb, 0)], 0.0).max(axis=1)
+    return np.column_stack([size, vrange, variation, kmax, kmean, nb_range, nb_kink])
+
+
+def pixel_features(
+    distance: np.ndarray,
+    simplex: np.ndarray,
+    tri_feats: np.ndarray | None,
+    recon: np.ndarray,
+    nearest_value: np.ndarray,
+    offset: float = 0.0,
+) -> np.ndarray:
+    """Assemble the (n, N_FEATURES) float32 feature matrix of n unmeasured pixels.
+
+    Parameters
+    ----------
+    distance : (n,) array
+        Distance to the nearest measured pixel (>= 1 for unmeasured pixels).
+    simplex : (n,) int array
+        Containing triangle (-1 outside the convex hull or without a triangulation).
+    tri_feats : (t, 7) array or None
+        Output of `triangle_features`.
+    recon, nearest_value : (n,) arrays
+        Reconstructed value at the pixel and value of its nearest measurement (scaled units).
+    offset : float
+        Low reference level (scaled units) subtracted from ``recon`` for the ``level`` feature.
+    """
+    n = len(distance)
+    inside = simplex >= 0
+    tf = np.zeros((n, 7))
+    if tri_feats is not None and inside.any():
+        tf[inside] = tri_feats[simplex[inside]]
+    tf[~inside, 0] = 2.0 * distance[~inside]
+    out = np.empty((n, N_FEATURES), dtype=np.float32)
+    out[:, 0] = np.log(np.maximum(distance, 1e-6))
+    out[:, 1] = np.log(np.maximum(tf[:, 0], 1e-6))
+    out[:, 2] = np.log(tf[:, 1] + _EPS)
+    out[:, 3] = np.log(tf[:, 2] + _EPS)
+    out[:, 4] = np.log(tf[:, 3] + _EPS)
+    out[:, 5] = np.log(tf[:, 4] + _EPS)
+    out[:, 6] = np.log(np.abs(recon - nearest_value) + _EPS)
+    out[:, 7] = inside
+    out[:, 8] = np.log(tf[:, 5] + _EPS)
+    out[:, 9] = np.log(tf[:, 6] + _EPS)
+    out[:, 10] = recon - offset
+    return out

@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+
+@pytest.fixture
+def blobs():
+    """A 64x64 test image with edges and smooth parts (no data files needed)."""
+    rng = np.random.default_rng(123)
+    rr, cc = np.mgrid[0:64, 0:64]
+    img = np.zeros((64, 64))
+    for _ in range(8):
+        r0, c0, rad = rng.uniform(0, 64), rng.uniform(0, 64), rng.uniform(4, 12)
+        img[(rr - r0) ** 2 + (cc - c0) ** 2 < rad**2] += rng.uniform(0.3, 1.0)
+    return gaussian_filter(img, 1.0) + 0.2 * np.sin(rr / 9.0)
+
+
+def run_to_end(sampler, truth, n=None):
+    """Drive a sampler on a known image until it is done; return the number of batches."""
+    batches = 0
+    while not sampler.done:
+        pts = sampler.ask(n)
+        if len(pts) == 0:
+            break
+        sampler.tell(pts, truth[pts[:, 0], pts[:, 1]])
+        batches += 1
+    return batches
