@@ -111,9 +111,16 @@ def run_sampler(truth: np.ndarray, fractions, *, seed: int = 0, model=None, batc
     return out
 
 
-def run_learner2d(truth: np.ndarray, fractions, *, batch: int = 50) -> dict:
-    """python-adaptive ``Learner2D`` (default loss), points snapped to pixels, linear reconstruction."""
+def run_learner2d(truth: np.ndarray, fractions, *, batch: int = 50, max_idle_asks: int = 200) -> dict:
+    """python-adaptive ``Learner2D``, points snapped to pixels, linear reconstruction.
+
+    The loss is Learner2D's default loss, except that triangles smaller than half a pixel cell get
+    zero loss (adaptive's ``resolution_loss_function``): snapped to pixels, finer points measure
+    nothing new, and on sharp edges the default loss would otherwise refine below a pixel forever.
+    If ``max_idle_asks`` asks in a row bring no new pixel, the learner is stopped where it is.
+    """
     import adaptive
+    from adaptive.learner.learner2D import resolution_loss_function
 
     H, W = truth.shape
     seen: dict[tuple[int, int], float] = {}
@@ -121,18 +128,26 @@ def run_learner2d(truth: np.ndarray, fractions, *, batch: int = 50) -> dict:
     def snap(xy):
         return min(max(int(round(xy[0])), 0), H - 1), min(max(int(round(xy[1])), 0), W - 1)
 
-    learner = adaptive.Learner2D(lambda xy: float(truth[snap(xy)]), bounds=[(0, H - 1), (0, W - 1)])
+    min_side = float(np.sqrt(0.5 / (max(H - 1, 1) * max(W - 1, 1))))
+    learner = adaptive.Learner2D(
+        lambda xy: float(truth[snap(xy)]),
+        bounds=[(0, H - 1), (0, W - 1)],
+        loss_per_triangle=resolution_loss_function(min_distance=min_side),
+    )
     out: dict = {"recon": {}, "ask_times": []}
+    idle = 0
     for t in sorted(fractions):
         target = int(round(t * truth.size))
-        while len(seen) < target:
+        while len(seen) < target and idle < max_idle_asks:
             t0 = time.perf_counter()
             pts, _ = learner.ask(min(batch, target - len(seen)))
             out["ask_times"].append(time.perf_counter() - t0)
+            before = len(seen)
             for p in pts:
                 rc = snap(p)
                 seen[rc] = float(truth[rc])
                 learner.tell(p, seen[rc])
+            idle = idle + 1 if len(seen) == before else 0
         pts = np.array(list(seen.keys()), dtype=np.int64)
         out["recon"][t] = _recon_from_points(truth, pts)
     out["ask_times"] = np.asarray(out["ask_times"])

@@ -54,7 +54,7 @@ def test_batch_is_spread_and_routed(blobs):
     dist = s.distance
     pts = s.ask(start=(63, 63))
     d = np.linalg.norm(pts[:, None, :] - pts[None, :, :], axis=2) + np.eye(len(pts)) * 1e9
-    radius = np.maximum(1.0, 0.5 * dist[pts[:, 0], pts[:, 1]])
+    radius = np.maximum(1.0, s.suppression * dist[pts[:, 0], pts[:, 1]])
     # no pick within the suppression radius of another (the larger of the two radii governs)
     assert np.all(d >= np.minimum(radius[:, None], radius[None, :]) - 1e-9)
     # the route starts at the point nearest the given start among the batch's path ends

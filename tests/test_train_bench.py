@@ -18,7 +18,7 @@ def test_train_writes_weights_and_card(tmp_path):
     )  # fmt: skip
     assert rc == 0
     card = json.loads(out.with_suffix(".json").read_text())
-    assert card["label"]["c"] == 4.0
+    assert card["label"]["c"] == 2.0
     assert card["training"]["rows_train"] > 0
     assert np.isfinite(card["validation"]["spearman_rho"])
     m = load_model(out)
