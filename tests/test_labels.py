@@ -20,7 +20,7 @@ def test_matches_bruteforce_within_interpolation_error():
         slow = reduction_in_distortion_bruteforce(error, dist, c)
         m = dist > 0
         rel = np.abs(fast[m] - slow[m]) / slow[m]
-        assert np.median(rel) < 0.03 and rel.max() < 0.15
+        assert np.median(rel) < 0.03 and rel.max() < 0.25
         assert np.all(fast[~m] == 0)
 
 
