@@ -15,15 +15,18 @@ def _grid(size):
     return np.mgrid[0:size, 0:size].astype(np.float64)
 
 
+def _rotated(dr, dc, theta):
+    """Coordinates (dr, dc) in a frame rotated by ``theta``."""
+    return dr * np.cos(theta) + dc * np.sin(theta), -dr * np.sin(theta) + dc * np.cos(theta)
+
+
 def _particles(size, rng):
     rr, cc = _grid(size)
     img = np.full((size, size), rng.uniform(0.0, 0.3))
     for _ in range(rng.integers(5, 60)):
         r0, c0 = rng.uniform(0, size, 2)
         a, b = rng.uniform(2, size / 8, 2)
-        th = rng.uniform(0, np.pi)
-        u = (rr - r0) * np.cos(th) + (cc - c0) * np.sin(th)
-        v = -(rr - r0) * np.sin(th) + (cc - c0) * np.cos(th)
+        u, v = _rotated(rr - r0, cc - c0, rng.uniform(0, np.pi))
         inside = (u / a) ** 2 + (v / b) ** 2 <= 1
         img[inside] = rng.uniform(0.3, 1.0) * (1 - 0.3 * rng.random() * ((u / a) ** 2 + (v / b) ** 2))[inside]
     return img
@@ -73,9 +76,7 @@ def _peaks(size, rng):
     for _ in range(rng.integers(1, 12)):
         r0, c0 = rng.uniform(0, size, 2)
         s1, s2 = rng.uniform(1.5, size / 6, 2)
-        th = rng.uniform(0, np.pi)
-        u = (rr - r0) * np.cos(th) + (cc - c0) * np.sin(th)
-        v = -(rr - r0) * np.sin(th) + (cc - c0) * np.cos(th)
+        u, v = _rotated(rr - r0, cc - c0, rng.uniform(0, np.pi))
         img += rng.uniform(0.2, 1.0) * np.exp(-0.5 * ((u / s1) ** 2 + (v / s2) ** 2))
     return np.log1p(rng.uniform(10, 1000) * img)
 
