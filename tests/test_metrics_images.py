@@ -36,3 +36,15 @@ def test_load_image_formats(tmp_path):
     (tmp_path / "d.txt").write_text("x")
     with pytest.raises(ValueError, match="unknown image type"):
         load_image(tmp_path / "d.txt")
+
+
+def test_idw_baseline_is_exact_at_points_and_worse_than_linear(blobs):
+    from steering.reconstruction import reconstruct_idw, reconstruct_linear
+
+    rng = np.random.default_rng(0)
+    flat = rng.choice(blobs.size, blobs.size // 10, replace=False)
+    pts = np.stack(np.divmod(flat, blobs.shape[1]), axis=1)
+    vals = blobs[pts[:, 0], pts[:, 1]]
+    idw = reconstruct_idw(blobs.shape, pts, vals)
+    np.testing.assert_allclose(idw[pts[:, 0], pts[:, 1]], vals)
+    assert psnr(blobs, reconstruct_linear(blobs.shape, pts, vals)) > psnr(blobs, idw)
