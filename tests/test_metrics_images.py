@@ -38,8 +38,8 @@ def test_load_image_formats(tmp_path):
         load_image(tmp_path / "d.txt")
 
 
-def test_idw_baseline_is_exact_at_points_and_worse_than_linear(blobs):
-    from steering.reconstruction import reconstruct_idw, reconstruct_linear
+def test_idw_baseline_interpolates(blobs):
+    from steering.reconstruction import reconstruct_idw
 
     rng = np.random.default_rng(0)
     flat = rng.choice(blobs.size, blobs.size // 10, replace=False)
@@ -47,4 +47,6 @@ def test_idw_baseline_is_exact_at_points_and_worse_than_linear(blobs):
     vals = blobs[pts[:, 0], pts[:, 1]]
     idw = reconstruct_idw(blobs.shape, pts, vals)
     np.testing.assert_allclose(idw[pts[:, 0], pts[:, 1]], vals)
-    assert psnr(blobs, reconstruct_linear(blobs.shape, pts, vals)) > psnr(blobs, idw)
+    # a weighted mean of measured values: inside their range, and a constant field stays constant
+    assert vals.min() - 1e-12 <= idw.min() and idw.max() <= vals.max() + 1e-12
+    np.testing.assert_allclose(reconstruct_idw(blobs.shape, pts, np.full(len(pts), 3.0)), 3.0)
