@@ -325,11 +325,13 @@ class Sampler:
         ):
             self._initial_queue = np.zeros(0, np.int64)
             self._rebuild()
-        self._check_stop()
+        signals = self.signals  # one pass over the ERD map serves the stop check and the history
+        if self._stop_reason is None:
+            self._stop_reason = self.stop_.check(signals)
         if self._ready:
             dt = time.perf_counter() - t0
             self.tell_times_.append(dt)
-            self.history_.append({**self.signals, "tell_time": dt, "stop_reason": self._stop_reason})
+            self.history_.append({**signals, "tell_time": dt, "stop_reason": self._stop_reason})
 
     # ------------------------------------------------------------------ internals
     def _n_initial(self) -> int:
@@ -375,10 +377,6 @@ class Sampler:
             extra = rest[np.argsort(-score, kind="stable")[: n - len(picks)]]
             return np.concatenate([cand[picks], extra])
         return cand[picks]
-
-    def _check_stop(self) -> None:
-        if self._stop_reason is None:
-            self._stop_reason = self.stop_.check(self.signals)
 
     def _rebuild(self) -> None:
         """Build the maps for the whole grid from all measurements."""

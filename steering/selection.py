@@ -15,7 +15,6 @@ def select_spread(
     *,
     suppression: float = 0.5,
     blockers: np.ndarray | None = None,
-    pool: int = 40,
 ) -> np.ndarray:
     """Pick up to ``n`` candidates by descending ERD, skipping any too close to an earlier pick.
 
@@ -37,38 +36,27 @@ def select_spread(
         Suppression radius in units of the pick's distance to the nearest measurement.
     blockers : (B, 3) array, optional
         (row, col, radius) of points that already suppress their surroundings.
-    pool : int
-        Only the ``pool * n`` highest-ERD candidates are considered (then the rest if too few survive).
 
     Returns
     -------
     (k,) int array
         Indices into ``candidates`` of the picks, best first; ``k <= n``.
     """
-    m = len(erd)
-    if n <= 0 or m == 0:
+    if n <= 0 or len(erd) == 0:
         return np.zeros(0, np.int64)
     order = np.argsort(-erd, kind="stable")
-    picks: list[int] = []
-    start = 0
-    alive_blockers = blockers if blockers is not None and len(blockers) else np.zeros((0, 3))
-    while len(picks) < n and start < m:
-        chunk = order[start : start + max(pool * n, 1)]
-        start += len(chunk)
-        pts = candidates[chunk].astype(np.float64)
-        alive = np.ones(len(chunk), bool)
-        for br, bc, rad in alive_blockers:
+    pts = candidates[order].astype(np.float64)
+    alive = np.ones(len(order), bool)
+    if blockers is not None:
+        for br, bc, rad in blockers:
             alive &= (pts[:, 0] - br) ** 2 + (pts[:, 1] - bc) ** 2 >= rad * rad
-        while len(picks) < n:
-            live = np.flatnonzero(alive)
-            if live.size == 0:
-                break
-            i = live[0]  # chunk is in descending ERD order
-            picks.append(int(chunk[i]))
-            rad = max(1.0, suppression * float(distance[chunk[i]]))
-            alive &= (pts[:, 0] - pts[i, 0]) ** 2 + (pts[:, 1] - pts[i, 1]) ** 2 >= rad * rad
-        if len(picks) < n and start < m:
-            new_b = np.array([[*candidates[p], max(1.0, suppression * float(distance[p]))] for p in picks])
-            base = blockers if blockers is not None and len(blockers) else np.zeros((0, 3))
-            alive_blockers = np.vstack([base, new_b])
+    picks: list[int] = []
+    while len(picks) < n:
+        live = np.flatnonzero(alive)
+        if live.size == 0:
+            break
+        i = live[0]  # candidates are visited in descending ERD order
+        picks.append(int(order[i]))
+        rad = max(1.0, suppression * float(distance[order[i]]))
+        alive &= (pts[:, 0] - pts[i, 0]) ** 2 + (pts[:, 1] - pts[i, 1]) ** 2 >= rad * rad
     return np.asarray(picks, dtype=np.int64)
