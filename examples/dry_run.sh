@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The README's main command: install into .venv, then run an offline smart-scan simulation.
+# The README's main command: install into .venv, then RE(smart_scan(...)) on the simulated microscope
+# into the embedded catalog (./smart_scan_data), read the run back and score it against the sample.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../.ci/venv.sh" bench
-python examples/offline_scan.py "$@"
+python examples/dry_run.py "$@"

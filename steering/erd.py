@@ -7,6 +7,7 @@ Weights are stored as safetensors (data only, never a pickle) beside a JSON mode
 
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -37,6 +38,13 @@ class ERDNet(nn.Module):
         Number of input features (`steering.features.N_FEATURES`).
     hidden : tuple of int
         Widths of the hidden layers.
+
+    Attributes
+    ----------
+    card : dict
+        The model card (training data, settings, validation figures) when loaded from a file.
+    source : dict
+        ``path`` and ``sha256`` of the file it was loaded from (empty for an untrained network).
     """
 
     def __init__(self, n_features: int = N_FEATURES, hidden: tuple[int, ...] = (64, 64, 32)):
@@ -53,6 +61,7 @@ class ERDNet(nn.Module):
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
         self.card: dict = {}
+        self.source: dict = {}
 
     def set_standardisation(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Fix the per-feature mean and standard deviation used to standardise inputs."""
@@ -130,5 +139,6 @@ def load_model(path: str | Path | None = None) -> ERDNet:
             model.card = json.loads(card_path.read_text())
         except ValueError:
             model.card = {}
+    model.source = {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     model.eval()
     return model

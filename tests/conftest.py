@@ -25,3 +25,13 @@ def run_to_end(sampler, truth, n=None):
         sampler.tell(pts, truth[pts[:, 0], pts[:, 1]])
         batches += 1
     return batches
+
+
+@pytest.fixture(scope="session")
+def catalog(tmp_path_factory):
+    """One embedded tiled catalog (its own process) for the whole test session."""
+    from plans import Catalog
+
+    cat = Catalog(tmp_path_factory.mktemp("catalog"))
+    yield cat
+    cat.close()

@@ -1,0 +1,125 @@
+"""The catalog process: ``python plans/catalog_server.py (--directory DIR | --uri URI)``.
+
+Runs apart from the RunEngine's process and writes the documents it is sent into a tiled catalog
+with bluesky-tiled-plugins' `TiledWriter`. With ``--directory`` it also serves a persistent tiled
+catalog over DIR on loopback (the embedded default); with ``--uri`` it writes to that server.
+
+Protocol (JSON lines). On stdin: ``["doc", name, doc]``; ``["sync", token]`` (answered once
+everything before it is written). On stdout: ``["ready", uri]``, ``["synced", token]``,
+``["error", text]``. Events are buffered and written once per batch: when an event of a flush
+stream (``steering``) arrives, at a sync, and at the end of the run. The process ends when its
+stdin closes, so it never outlives the session that started it.
+
+It is a separate process because the server's and the writer's Python threads (the server's
+SQLite worker polls every few milliseconds) otherwise compete with the RunEngine for the GIL;
+it is run as a script so that it imports tiled only, not torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+_NO_AUTOMATIC_FLUSH = 1 << 62
+
+
+def _batched_writer(client):
+    """A `TiledWriter` whose event buffers are written only when ``flush()`` is called."""
+    from bluesky_tiled_plugins import TiledWriter
+    from bluesky_tiled_plugins.writing.tiled_writer import _RunWriter
+
+    class BatchedTiledWriter(TiledWriter):
+        def __init__(self, client):
+            super().__init__(client, batch_size=_NO_AUTOMATIC_FLUSH, normalizer=None)
+            self.run_writers = {}
+
+        def _factory(self, name, doc):
+            writer = _RunWriter(self.client, batch_size=self._batch_size, max_array_size=self._max_array_size)
+            self.run_writers[doc["uid"]] = writer
+            return [writer], []
+
+        def __call__(self, name, doc):
+            if name == "stop":
+                self.run_writers.pop(doc["run_start"], None)
+            super().__call__(name, doc)
+
+        def flush(self):
+            for writer in self.run_writers.values():
+                for stream, rows in writer._internal_data_cache.items():
+                    if rows:
+                        writer._write_internal_data(rows, desc_node=writer._desc_nodes[stream])
+                        rows.clear()
+
+    return BatchedTiledWriter(client)
+
+
+def _say(*message) -> None:
+    sys.stdout.write(json.dumps(list(message)) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve and/or write until stdin closes."""
+    parser = argparse.ArgumentParser(prog="catalog_server.py", description=__doc__.splitlines()[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--directory", help="serve a persistent catalog in this directory (created if missing)")
+    where.add_argument("--uri", help="write to this tiled server")
+    parser.add_argument("--flush-stream", action="append", default=None, help="stream whose events close a batch")
+    args = parser.parse_args(argv)
+    flush_streams = set(args.flush_stream or ["steering"])
+
+    from tiled.client import from_uri
+
+    server = None
+    if args.directory:
+        from tiled.server import SimpleTiledServer
+
+        server = SimpleTiledServer(directory=args.directory)
+        uri = server.uri
+    else:
+        uri = args.uri
+    try:
+        writer = _batched_writer(from_uri(uri))
+        flush_descriptors: set[str] = set()
+        failed_runs: set[str] = set()
+        run_of_descriptor: dict[str, str] = {}
+        _say("ready", uri)
+        for line in sys.stdin:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                _say("error", f"unreadable message: {line[:200]!r}")
+                continue
+            if message[0] == "sync":
+                try:
+                    writer.flush()
+                except Exception as exc:
+                    _say("error", f"{type(exc).__name__}: {exc}")
+                _say("synced", message[1])
+                continue
+            _, name, doc = message
+            run = doc.get("run_start") or (run_of_descriptor.get(doc.get("descriptor")) if name == "event" else None)
+            if name == "start":
+                run = doc["uid"]
+            if run in failed_runs:
+                continue
+            try:
+                writer(name, doc)
+                if name == "descriptor":
+                    run_of_descriptor[doc["uid"]] = doc["run_start"]
+                    if doc.get("name") in flush_streams:
+                        flush_descriptors.add(doc["uid"])
+                elif name == "event" and doc["descriptor"] in flush_descriptors:
+                    writer.flush()
+            except Exception as exc:
+                failed_runs.add(run)
+                _say("error", f"run {run}: {type(exc).__name__}: {exc}")
+    finally:
+        if server is not None:
+            server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""A per-batch progress line for `smart_scan` runs."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+from plans.smart_scan import STEERING_STREAM
+
+__all__ = ["BatchProgress"]
+
+
+class BatchProgress:
+    """Bluesky callback printing one line per sampler batch and the stop reason.
+
+    Parameters
+    ----------
+    file : text stream
+        Where to print (default: stdout).
+    every : int
+        Print every this many batches (the last one is always printed).
+    """
+
+    def __init__(self, file=None, every: int = 1):
+        self.file = file
+        self.every = int(every)
+        self._streams: dict[str, str] = {}
+        self._shape = None
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.file or sys.stdout, flush=True)
+
+    def __call__(self, name: str, doc: dict) -> None:
+        if name == "start" and doc.get("plan_name") == "smart_scan":
+            self._shape = doc.get("shape")
+            self._print(f"smart_scan {doc['uid'][:8]}: {doc['shape'][0]}x{doc['shape'][1]} grid, "
+                        f"at most {doc.get('num_points')} points, steering on {doc.get('value_field')!r}")
+        elif name == "descriptor":
+            self._streams[doc["uid"]] = doc.get("name")
+        elif name == "event" and self._streams.get(doc["descriptor"]) == STEERING_STREAM:
+            d = doc["data"]
+            if d["steering_batch"] % self.every and not d["steering_stop_reason"]:
+                return
+            parts = [
+                f"batch {d['steering_batch']:4d}",
+                f"{d['steering_n_measured']:7d} points ({100 * d['steering_fraction']:5.1f}%)",
+            ]
+            for key, label in (("steering_erd_ratio", "ERD ratio"), ("steering_prediction_error", "pred. error")):
+                if d.get(key) is not None and not math.isnan(d[key]):
+                    parts.append(f"{label} {d[key]:.3f}")
+            parts.append(f"decision {1e3 * d['steering_decision_time']:6.1f} ms")
+            self._print(" | ".join(parts))
+        elif name == "stop" and self._shape is not None:
+            self._print(f"smart_scan {doc['run_start'][:8]} ended ({doc.get('exit_status')}): {doc.get('reason')}")
+            self._shape = None

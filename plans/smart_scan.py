@@ -1,0 +1,323 @@
+"""`smart_scan`: an adaptive 2-D scan steered by `steering.Sampler`, shaped like `bluesky.plans.grid_scan`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+import numpy as np
+from bluesky.protocols import Movable, Readable
+from bluesky.utils import MsgGenerator, RunEngineControlException
+from ophyd import Component as Cpt
+from ophyd import Device, Signal
+
+from steering import Sampler, StopCriteria
+
+__all__ = ["smart_scan", "make_sampler", "STEERING_STREAM", "MAPS_STREAM"]
+
+STEERING_STREAM = "steering"
+"""Stream with one event per sampler batch: progress, stop signals and decision times."""
+MAPS_STREAM = "steering_maps"
+"""Stream with the reconstruction and ERD maps, every few batches and at the end."""
+
+_REDUCERS = {"sum": np.sum, "mean": np.mean, "max": np.max}
+_SAMPLER_KEYS = {
+    "model", "initial_fraction", "initial_pattern", "batch_size", "stop", "seed", "suppression", "distance_discount",
+}
+
+
+class _SteeringReport(Device):
+    """Soft signals the plan fills once per batch and reads into the `steering` stream."""
+
+    batch = Cpt(Signal, value=0, kind="hinted")
+    n_measured = Cpt(Signal, value=0, kind="hinted")
+    fraction = Cpt(Signal, value=0.0, kind="hinted")
+    erd_ratio = Cpt(Signal, value=np.nan, kind="normal")
+    prediction_error = Cpt(Signal, value=np.nan, kind="normal")
+    batch_points = Cpt(Signal, value=0, kind="normal")
+    failed_points = Cpt(Signal, value=0, kind="normal")
+    ask_time = Cpt(Signal, value=0.0, kind="normal")
+    tell_time = Cpt(Signal, value=0.0, kind="normal")
+    decision_time = Cpt(Signal, value=0.0, kind="normal")
+    stop_reason = Cpt(Signal, value="", kind="normal")
+
+
+class _SteeringMaps(Device):
+    """The sampler's current maps, read into the `steering_maps` stream."""
+
+    n_measured = Cpt(Signal, value=0, kind="normal")
+    reconstruction = Cpt(Signal, value=np.zeros((1, 1)), kind="normal")
+    erd = Cpt(Signal, value=np.zeros((1, 1)), kind="normal")
+
+
+def make_sampler(sampler: Sampler | dict | None, shape: tuple[int, int]) -> Sampler:
+    """The `Sampler` a scan of ``shape`` uses, from an instance, a dict of its settings, or None.
+
+    In a dict, ``model`` is a model file path (None: the shipped model) and ``stop`` a dict of
+    `StopCriteria` fields or the path of a JSON file holding one.
+    """
+    if isinstance(sampler, Sampler):
+        if tuple(sampler.shape) != tuple(shape):
+            raise ValueError(f"sampler is for a {sampler.shape} grid but the scan is {tuple(shape)}")
+        if sampler.n_measured or sampler.ask_times_:
+            raise ValueError("sampler has been used already; pass a fresh Sampler")
+        return sampler
+    if sampler is None:
+        return Sampler(shape)
+    if not isinstance(sampler, dict):
+        raise TypeError(f"sampler must be a Sampler, a dict of its settings or None, got {type(sampler).__name__}")
+    unknown = set(sampler) - _SAMPLER_KEYS
+    if unknown:
+        raise ValueError(f"unknown sampler settings {sorted(unknown)}; known: {sorted(_SAMPLER_KEYS)}")
+    kwargs = dict(sampler)
+    stop = kwargs.get("stop")
+    if isinstance(stop, (str, Path)):
+        try:
+            stop = json.loads(Path(stop).read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read stop criteria from {stop}: {exc}") from exc
+    if isinstance(stop, dict):
+        kwargs["stop"] = StopCriteria.from_dict(stop)
+    return Sampler(shape, **kwargs)
+
+
+def _sampler_md(sampler: Sampler) -> dict:
+    model = sampler.model_
+    return {
+        "initial_fraction": sampler.initial_fraction,
+        "initial_pattern": sampler.initial_pattern,
+        "batch_size": sampler.batch_size_,
+        "seed": sampler.seed,
+        "suppression": sampler.suppression,
+        "distance_discount": sampler.distance_discount,
+        "stop": sampler.stop_.to_dict(),
+        "model": {
+            **model.source,
+            "name": model.card.get("name"),
+            "created": model.card.get("created"),
+            "hidden": list(model.hidden),
+        },
+    }
+
+
+def _scalar(value: Any, reduce: str, field: str) -> float:
+    a = np.asarray(value, dtype=np.float64)
+    if a.ndim == 0:
+        return float(a)
+    if a.size == 0:
+        return float("nan")
+    return float(_REDUCERS[reduce](a))
+
+
+def _off_loop(executor: ThreadPoolExecutor, fn):
+    """Run ``fn`` in a worker thread; the RunEngine's loop (pause, Ctrl-C) stays responsive meanwhile.
+
+    The future is made once, so a replay after a pause waits on the same result instead of
+    calling ``fn`` again.
+    """
+    future = executor.submit(fn)
+    yield from bps.wait_for([lambda: asyncio.wrap_future(future)])
+    return future.result()
+
+
+def _hinted_field(device) -> str:
+    fields = getattr(device, "hints", {}).get("fields", [])
+    if not fields:
+        raise ValueError(f"{getattr(device, 'name', device)!r} has no hinted field; name value_field explicitly")
+    return fields[0]
+
+
+def smart_scan(
+    detectors: Sequence[Readable],
+    y_motor: Movable,
+    y_start: float,
+    y_stop: float,
+    y_num: int,
+    x_motor: Movable,
+    x_start: float,
+    x_stop: float,
+    x_num: int,
+    *,
+    sampler: dict | None = None,
+    value_field: str | None = None,
+    reduce: str = "sum",
+    maps_every: int = 5,
+    md: dict | None = None,
+) -> MsgGenerator[str]:
+    """Scan a 2-D region adaptively: measure where the ERD network expects to learn most.
+
+    Shaped like `bluesky.plans.grid_scan` (slow axis first). The grid is
+    ``np.linspace(y_start, y_stop, y_num)`` x ``np.linspace(x_start, x_stop, x_num)``; the sampler
+    picks which of its points to measure, batch by batch, until its stop criteria fire. Each point
+    is one event in ``primary`` (detectors and motors); each batch is one event in the
+    ``steering`` stream; the reconstruction and ERD maps go to ``steering_maps`` every
+    ``maps_every`` batches and at the end.
+
+    Parameters
+    ----------
+    detectors : list of readable devices
+        Read at every point.
+    y_motor, x_motor : movable devices
+        Slow and fast stage axes.
+    y_start, y_stop, y_num, x_start, x_stop, x_num : float, float, int
+        Grid of the scan (first and last positions and number of points per axis).
+    sampler : dict, Sampler or None
+        Sampler settings (``model`` file path, ``stop`` criteria as a dict or JSON path,
+        ``batch_size``, ``initial_fraction``, ``seed``, ...), or a fresh `steering.Sampler` for this
+        grid. None: the defaults (shipped model, stop at 25% of the grid).
+    value_field : str, optional
+        The reading that steers the scan. Default: the first hinted field of the first detector.
+    reduce : {"sum", "mean", "max"}
+        How a non-scalar (e.g. 2-D) reading becomes the steering value.
+    maps_every : int
+        Batches between snapshots of the maps in ``steering_maps``.
+    md : dict, optional
+        Metadata added to the start document.
+
+    Yields
+    ------
+    msg : Msg
+        Messages for the RunEngine.
+
+    Returns
+    -------
+    uid : str
+        The run's uid.
+    """
+    detectors = list(detectors)
+    if not detectors:
+        raise ValueError("smart_scan needs at least one detector")
+    for label, num in (("y_num", y_num), ("x_num", x_num)):
+        if int(num) != num or num < 2:
+            raise ValueError(f"{label} must be an integer >= 2, got {num}")
+    for label, v in (("y_start", y_start), ("y_stop", y_stop), ("x_start", x_start), ("x_stop", x_stop)):
+        if not np.isfinite(float(v)):
+            raise ValueError(f"{label} must be finite, got {v}")
+    if reduce not in _REDUCERS:
+        raise ValueError(f"reduce must be one of {sorted(_REDUCERS)}, got {reduce!r}")
+    if int(maps_every) != maps_every or maps_every < 1:
+        raise ValueError(f"maps_every must be an integer >= 1, got {maps_every}")
+    y_num, x_num = int(y_num), int(x_num)
+    shape = (y_num, x_num)
+    steer = make_sampler(sampler, shape)
+    field = value_field or _hinted_field(detectors[0])
+    ys = np.linspace(float(y_start), float(y_stop), y_num)
+    xs = np.linspace(float(x_start), float(x_stop), x_num)
+    y_step = (ys[-1] - ys[0]) / (y_num - 1) or 1.0
+    x_step = (xs[-1] - xs[0]) / (x_num - 1) or 1.0
+    motors = [y_motor, x_motor]
+    readables = detectors + [m for m in motors if m not in detectors]
+
+    _md = {
+        "plan_name": "smart_scan",
+        "plan_args": {
+            "detectors": list(map(repr, detectors)),
+            "y_motor": repr(y_motor), "y_start": float(y_start), "y_stop": float(y_stop), "y_num": y_num,
+            "x_motor": repr(x_motor), "x_start": float(x_start), "x_stop": float(x_stop), "x_num": x_num,
+            "sampler": sampler if isinstance(sampler, dict) or sampler is None else repr(sampler),
+            "value_field": value_field, "reduce": reduce, "maps_every": int(maps_every),
+        },
+        "plan_pattern": "adaptive",
+        "detectors": [d.name for d in detectors],
+        "motors": [m.name for m in motors],
+        "shape": [y_num, x_num],
+        "extents": [[float(y_start), float(y_stop)], [float(x_start), float(x_stop)]],
+        "num_points": steer.stop_.point_budget(y_num * x_num),
+        "value_field": field,
+        "sampler": _sampler_md(steer),
+        "hints": {"dimensions": [([_hinted_field(y_motor)], "primary"), ([_hinted_field(x_motor)], "primary")]},
+    }
+    _md.update(md or {})
+
+    report = _SteeringReport(name="steering")
+    maps = _SteeringMaps(name="steering_maps")
+    state = {"reason": None}
+
+    def to_pixel(y: float, x: float) -> tuple[int, int]:
+        i = int(np.clip(round((y - ys[0]) / y_step), 0, y_num - 1))
+        j = int(np.clip(round((x - xs[0]) / x_step), 0, x_num - 1))
+        return i, j
+
+    def decide(points, values, failed, start):
+        t0 = time.perf_counter()
+        if points is not None:
+            steer.tell(points, values, failed=failed)
+        t1 = time.perf_counter()
+        nxt = steer.ask(start=start)
+        t2 = time.perf_counter()
+        return nxt, t1 - t0, t2 - t1
+
+    def emit_maps():
+        maps.n_measured.put(steer.n_measured)
+        maps.reconstruction.put(np.nan_to_num(steer.reconstruction, nan=0.0).astype(np.float32))
+        maps.erd.put(steer.erd.astype(np.float32))
+        yield from bps.trigger_and_read([maps], name=MAPS_STREAM)
+
+    def body():
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart_scan")
+        try:
+            y0 = yield from bps.rd(y_motor)
+            x0 = yield from bps.rd(x_motor)
+            start = to_pixel(float(y0), float(x0)) if y0 is not None and x0 is not None else None
+            points, _, ask_time = yield from _off_loop(executor, lambda: decide(None, None, None, start))
+            batch = 0
+            while len(points):
+                values = np.full(len(points), np.nan)
+                for k, (i, j) in enumerate(points):
+                    yield from bps.checkpoint()
+                    yield from bps.mv(y_motor, ys[i], x_motor, xs[j])
+                    reading = yield from bps.trigger_and_read(readables)
+                    if field not in reading:
+                        raise ValueError(f"value_field {field!r} is not among the fields read: {sorted(reading)}")
+                    values[k] = _scalar(reading[field]["value"], reduce, field)
+                failed = ~np.isfinite(values)
+                start = tuple(points[-1])
+                nxt, tell_time, next_ask_time = yield from _off_loop(
+                    executor, lambda p=points, v=values, f=failed, s=start: decide(p, v, f, s)
+                )
+                signals = steer.signals
+                batch += 1
+                state["reason"] = steer.stop_reason
+                report.batch.put(batch)
+                report.n_measured.put(steer.n_measured)
+                report.fraction.put(steer.fraction)
+                report.erd_ratio.put(float(signals.get("erd_ratio", np.nan)))
+                report.prediction_error.put(float(signals.get("prediction_error", np.nan)))
+                report.batch_points.put(len(points))
+                report.failed_points.put(int(failed.sum()))
+                report.ask_time.put(ask_time)
+                report.tell_time.put(tell_time)
+                report.decision_time.put(ask_time + tell_time)
+                report.stop_reason.put(state["reason"] or "")
+                yield from bps.trigger_and_read([report], name=STEERING_STREAM)
+                if batch % maps_every == 0 or not len(nxt):
+                    yield from emit_maps()
+                points, ask_time = nxt, next_ask_time
+            if state["reason"] is None:
+                state["reason"] = steer.stop_reason or "sampler had no more points to measure"
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def except_plan(e):
+        if isinstance(e, RunEngineControlException):
+            yield from bps.close_run(exit_status=e.exit_status, reason=str(e) or e.exit_status)
+        else:
+            yield from bps.close_run(exit_status="fail", reason=f"{type(e).__name__}: {e}")
+
+    def else_plan():
+        yield from bps.close_run(exit_status="success", reason=state["reason"])
+
+    @bpp.stage_decorator(readables)
+    def run():
+        uid = yield from bps.open_run(_md)
+        yield from bpp.contingency_wrapper(body(), except_plan=except_plan, else_plan=else_plan)
+        return uid
+
+    return (yield from run())

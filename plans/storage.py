@@ -1,0 +1,306 @@
+"""Where scans are stored: an append-only journal on local disk, then a tiled catalog, batch by batch.
+
+Every document goes to the journal (one JSON line, flushed to the operating system) before the
+RunEngine moves on, so a crash of this process loses nothing measured. The catalog is written by
+bluesky-tiled-plugins' `TiledWriter` in a separate process (`plans/catalog_server.py`), once per
+sampler batch (at each event of the ``steering`` stream) and at the end of the run: one round trip
+per batch instead of one per point, and nothing on the RunEngine's side beyond a JSON line. The
+embedded default is a persistent tiled server on loopback over a directory; a facility's tiled
+server is a URI away (`Catalog`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from plans.smart_scan import STEERING_STREAM
+
+__all__ = ["DocumentJournal", "CatalogWriter", "Catalog", "replay_journal"]
+
+logger = logging.getLogger(__name__)
+
+def _json_default(obj: Any):
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot store {type(obj).__name__} in the journal")
+
+
+class DocumentJournal:
+    """Append every document of every run to ``{directory}/{start uid}.jsonl``.
+
+    Each line is ``[name, doc]``. Lines are flushed to the operating system at once (they survive
+    a crash of this process) and fsync'ed to the disk at each batch boundary and at the end of
+    the run (they survive a power cut too).
+
+    Parameters
+    ----------
+    directory : path
+        Created if missing.
+    sync_streams : tuple of str
+        Streams whose events mark a batch boundary.
+    """
+
+    def __init__(self, directory: str | Path, *, sync_streams: tuple[str, ...] = (STEERING_STREAM,)):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.sync_streams = tuple(sync_streams)
+        self._files: dict[str, Any] = {}
+        self._run_of_descriptor: dict[str, str] = {}
+        self._sync_descriptors: set[str] = set()
+
+    def path(self, run_uid: str) -> Path:
+        """Journal file of a run."""
+        return self.directory / f"{run_uid}.jsonl"
+
+    def __call__(self, name: str, doc: dict) -> str:
+        """Journal one document; return its line (``[name, doc]`` as JSON)."""
+        line = json.dumps([name, doc], default=_json_default)
+        if name == "start":
+            run_uid = doc["uid"]
+            self._files[run_uid] = open(self.path(run_uid), "a", encoding="utf-8")  # noqa: SIM115
+        elif name == "descriptor":
+            run_uid = doc["run_start"]
+            self._run_of_descriptor[doc["uid"]] = run_uid
+            if doc.get("name") in self.sync_streams:
+                self._sync_descriptors.add(doc["uid"])
+        elif name in ("event", "event_page"):
+            run_uid = self._run_of_descriptor.get(doc["descriptor"])
+        elif name == "stop":
+            run_uid = doc["run_start"]
+        else:
+            run_uid = doc.get("run_start") or next(reversed(self._files), None)
+        f = self._files.get(run_uid)
+        if f is None:
+            logger.warning("journal: %s document for an unknown run; not journaled", name)
+            return line
+        f.write(line + "\n")
+        f.flush()
+        if name == "stop":
+            os.fsync(f.fileno())
+            f.close()
+            del self._files[run_uid]
+        elif name == "event" and doc["descriptor"] in self._sync_descriptors:
+            os.fsync(f.fileno())
+        return line
+
+    def close(self) -> None:
+        """Sync and close the files of runs that never ended."""
+        for f in self._files.values():
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        self._files.clear()
+
+
+def replay_journal(path: str | Path, callback) -> int:
+    """Send the documents of a journal file to ``callback(name, doc)`` (e.g. a `CatalogWriter`).
+
+    Returns the number of documents sent. A last line cut short by a crash is skipped.
+    """
+    n = 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                name, doc = json.loads(line)
+            except ValueError:
+                logger.warning("journal %s: skipping an incomplete line", path)
+                continue
+            callback(name, doc)
+            n += 1
+    return n
+
+
+class CatalogWriter:
+    """Bluesky callback: journal each document, then pass it to the catalog process.
+
+    The catalog process (`plans/catalog_server.py`) writes events to tiled once per batch; the
+    RunEngine only pays for a JSON line and two small writes per document. At the end of each
+    run it waits until the catalog holds the whole run.
+
+    Parameters
+    ----------
+    process : subprocess.Popen
+        The running catalog process (stdin and stdout pipes).
+    journal : DocumentJournal or None
+        Where documents land first. None: no journal (not recommended).
+
+    Attributes
+    ----------
+    errors_ : list of str
+        Catalog write failures reported by the catalog process (the journal still holds those
+        documents; see `replay_journal`).
+    """
+
+    def __init__(self, process: subprocess.Popen, *, journal: DocumentJournal | None = None):
+        self.process = process
+        self.journal = journal
+        self.errors_: list[str] = []
+        self._synced: dict[str, threading.Event] = {}
+        self._broken = False
+        self._reader = threading.Thread(target=self._read_replies, name="catalog-replies", daemon=True)
+        self._reader.start()
+
+    def __call__(self, name: str, doc: dict) -> None:
+        line = self.journal(name, doc) if self.journal is not None else json.dumps([name, doc], default=_json_default)
+        self._send('["doc", ' + line[1:])
+        if name == "stop":
+            self.wait()
+
+    def _send(self, text: str) -> bool:
+        if self._broken:
+            return False
+        try:
+            self.process.stdin.write(text.encode() + b"\n")
+            self.process.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError, ValueError) as exc:
+            self._broken = True
+            self.errors_.append(f"catalog process gone ({exc}); documents are in the journal only")
+            logger.error(self.errors_[-1])
+            return False
+
+    def _read_replies(self) -> None:
+        for raw in self.process.stdout:
+            try:
+                kind, text = json.loads(raw)
+            except ValueError:
+                continue
+            if kind == "synced" and text in self._synced:
+                self._synced[text].set()
+            elif kind == "error":
+                self.errors_.append(text)
+                logger.error("catalog write failed: %s", text)
+        self._broken = True
+        for event in self._synced.values():
+            event.set()
+
+    def wait(self, timeout: float = 120.0) -> bool:
+        """Block until the catalog holds everything sent so far; False if it could not be confirmed."""
+        token = uuid.uuid4().hex
+        done = self._synced[token] = threading.Event()
+        try:
+            if not self._send(json.dumps(["sync", token])):
+                return False
+            if not done.wait(timeout):
+                logger.error("catalog did not confirm its writes within %s s", timeout)
+                return False
+            return not self._broken
+        finally:
+            self._synced.pop(token, None)
+
+
+class Catalog:
+    """Where `smart_scan` runs are stored: a persistent local tiled catalog, or a tiled server.
+
+    With a directory, a tiled server over it (SQL catalog and data files) runs on loopback in a
+    child process that also writes the runs and ends with this session; runs written there survive
+    the session (opening the same directory again finds them). With an ``http(s)://`` URI, runs
+    go to that server (a facility's tiled or databroker 2 service) through the same child process.
+    Either way every document is journaled on local disk first. Use it as a context manager, or
+    call `close`; it is also closed when the interpreter exits.
+
+    Parameters
+    ----------
+    location : path or str
+        A directory (embedded catalog) or a tiled server URI (with ``?api_key=...`` if needed).
+    journal_directory : path, optional
+        Where the journal lives. Default: ``{directory}/journal`` for the embedded catalog,
+        ``~/.smart_scan/journal`` for a server.
+    startup_timeout : float
+        Seconds to wait for the catalog process to answer.
+
+    Attributes
+    ----------
+    client : tiled client
+        The catalog: ``client[uid]`` (or ``client.values().last()``) is a stored run.
+    writer : CatalogWriter
+        The callback to subscribe: ``RE.subscribe(catalog.writer)``.
+    uri : str
+        The server's URI (with its API key for the embedded one).
+    """
+
+    def __init__(self, location: str | Path, *, journal_directory: str | Path | None = None,
+                 startup_timeout: float = 60.0):
+        from tiled.client import from_uri
+
+        text = str(location)
+        if text.startswith(("http://", "https://")):
+            self.directory = None
+            target = ["--uri", text]
+            default_journal = Path.home() / ".smart_scan" / "journal"
+            log_path = Path(default_journal).parent / "catalog_process.log"
+        else:
+            self.directory = Path(location).expanduser().resolve()
+            target = ["--directory", str(self.directory)]
+            default_journal = self.directory / "journal"
+            log_path = self.directory / "catalog_process.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._process = self._start(target, log_path, startup_timeout)
+        self.client = from_uri(self.uri)
+        self.journal = DocumentJournal(journal_directory or default_journal)
+        self.writer = CatalogWriter(self._process, journal=self.journal)
+        self._closed = False
+        atexit.register(self.close)
+
+    def _start(self, target: list[str], log_path: Path, timeout: float) -> subprocess.Popen:
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("catalog_server.py")), *target],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+            )
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True).start()
+        try:
+            kind, uri = json.loads(lines.get(timeout=timeout))
+        except (queue.Empty, ValueError):
+            kind = uri = None
+        if kind != "ready":
+            process.kill()
+            process.wait()
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the catalog process did not start within {timeout} s; its log ({log_path}):\n{tail}")
+        self.uri = uri
+        return process
+
+    def close(self) -> None:
+        """Finish pending writes and stop the catalog process (and the embedded server)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.writer.wait()
+            self.journal.close()
+        finally:
+            try:
+                self._process.stdin.close()
+            except OSError:
+                pass
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self.directory if self.directory is not None else self.uri.split("?")[0]
+        return f"Catalog({str(where)!r})"

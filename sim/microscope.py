@@ -1,0 +1,248 @@
+"""A simulated scanning microscope: a sample image behind ophyd stage motors and a detector.
+
+The stage moves in physical units (µm by default). Pixel (row, col) of the sample image sits at
+``y = origin[0] + row * pixel_size``, ``x = origin[1] + col * pixel_size``; between pixels the
+detector sees the bilinear interpolation, outside the image the nearest edge. Moves and exposures
+take *simulated* time on a `SimClock`, so a dry run reports the beam time a real scan would cost
+without waiting it out (``time_scale > 0`` also spends a fraction of it in real time).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from ophyd import Component as Cpt
+from ophyd import Device, Kind, Signal
+from ophyd.status import Status
+from ophyd.utils import LimitError
+
+from sim.clock import SimClock
+from steering.images import as_image, load_image
+from steering.synthetic import synthetic_image
+
+__all__ = ["SimulatedMotor", "SimulatedDetector", "SimulatedMicroscope", "default_sample"]
+
+
+def default_sample(size: int = 128) -> np.ndarray:
+    """The built-in sample: particles of several sizes on a smooth background, values in [0, 1]."""
+    return synthetic_image("particles", size, rng=np.random.default_rng(2023))
+
+
+def _finished_after(obj, seconds: float) -> Status:
+    """A status that is done at once, or after ``seconds`` of real time."""
+    status = Status(obj=obj)
+    if seconds <= 0:
+        status.set_finished()
+    else:
+        timer = threading.Timer(seconds, status.set_finished)
+        timer.daemon = True
+        timer.start()
+    return status
+
+
+class SimulatedMotor(Device):
+    """One stage axis: moves at ``velocity`` and settles for ``settle_time`` after each move.
+
+    Reads as a motor does: the readback is named after the motor itself and is the hinted field.
+    """
+
+    readback = Cpt(Signal, value=0.0, kind=Kind.hinted)
+    setpoint = Cpt(Signal, value=0.0, kind=Kind.normal)
+    velocity = Cpt(Signal, value=100.0, kind=Kind.config)
+    settle_time = Cpt(Signal, value=0.0, kind=Kind.config)
+
+    def __init__(self, prefix="", *, name, clock: SimClock | None = None, limits=(-np.inf, np.inf),
+                 time_scale: float = 0.0, egu: str = "um", **kwargs):
+        super().__init__(prefix, name=name, **kwargs)
+        self.readback.name = self.name
+        self.clock = clock if clock is not None else SimClock()
+        self.limits = (float(limits[0]), float(limits[1]))
+        self.time_scale = float(time_scale)
+        self.egu = egu
+        self.moves_ = 0
+
+    @property
+    def position(self) -> float:
+        """Where the axis is."""
+        return float(self.readback.get())
+
+    def move_time(self, distance: float) -> float:
+        """Simulated seconds a move over ``distance`` takes, settling included."""
+        distance = abs(float(distance))
+        if distance == 0.0:
+            return 0.0
+        return distance / float(self.velocity.get()) + float(self.settle_time.get())
+
+    def set(self, value) -> Status:
+        """Move to ``value``; the status completes once the (simulated) move is over."""
+        value = float(value)
+        if not np.isfinite(value):
+            raise ValueError(f"{self.name}: target must be finite, got {value}")
+        low, high = self.limits
+        if not low <= value <= high:
+            raise LimitError(f"{self.name}: target {value} outside the limits [{low}, {high}]")
+        duration = self.move_time(value - self.position)
+        self.clock.book_move(duration)
+        self.setpoint.put(value)
+        self.readback.put(value)
+        self.moves_ += 1
+        return _finished_after(self, duration * self.time_scale)
+
+    def stop(self, *, success: bool = False) -> None:
+        """Moves complete instantly in simulated time; nothing to stop."""
+
+
+class SimulatedDetector(Device):
+    """A point detector: the sample at the stage position, with optional Poisson counting noise.
+
+    With ``flux`` (photons per second at the brightest sample value) the reading is a photon count
+    drawn for ``dwell`` seconds; with ``flux = 0`` it is the noiseless sample value. With a frame
+    shape, a 2-D ``frame`` (a spot whose sum is the reading) is read as well.
+    """
+
+    value = Cpt(Signal, value=0.0, kind=Kind.hinted)
+    frame = Cpt(Signal, value=np.zeros((1, 1)), kind=Kind.omitted)
+    dwell = Cpt(Signal, value=0.01, kind=Kind.config)
+    flux = Cpt(Signal, value=0.0, kind=Kind.config)
+
+    def __init__(self, prefix="", *, name, **kwargs):
+        super().__init__(prefix, name=name, **kwargs)
+        self.value.name = self.name
+        self.scope: SimulatedMicroscope | None = None
+        self.triggers_ = 0
+
+    def trigger(self) -> Status:
+        """Wait for the stage, expose for ``dwell`` (simulated) and latch the reading."""
+        scope = self.scope
+        if scope is None:
+            raise RuntimeError(f"{self.name} is not attached to a SimulatedMicroscope")
+        dwell = float(self.dwell.get())
+        scope.clock.wait_for_motion()
+        scope.clock.advance(dwell)
+        value = scope.sample_at(scope.y.position, scope.x.position)
+        flux = float(self.flux.get())
+        if flux > 0:
+            peak = scope.sample_peak_
+            value = float(scope.rng.poisson(max(value, 0.0) / peak * flux * dwell)) if peak > 0 else 0.0
+        self.value.put(value)
+        if scope.frame_shape is not None:
+            self.frame.put(value * scope.frame_pattern_)
+        self.triggers_ += 1
+        return _finished_after(self, dwell * scope.time_scale)
+
+
+class SimulatedMicroscope(Device):
+    """A scanning microscope around a 2-D sample image: stage axes ``y`` (slow), ``x`` and detector ``det``.
+
+    Parameters
+    ----------
+    sample : array, path or None
+        The sample: a 2-D array, or a TIFF/PNG/JPEG/NPY file. None: `default_sample`.
+    name : str
+        Device name; the fields read are ``{name}_y``, ``{name}_x`` and ``{name}_det``.
+    pixel_size : float
+        Stage distance between sample pixels (µm).
+    origin : (y0, x0)
+        Stage position of sample pixel (0, 0).
+    velocity : float
+        Stage speed (µm/s), both axes.
+    settle_time : float
+        Seconds each axis settles after a move.
+    dwell : float
+        Exposure per point (s).
+    flux : float
+        Photons per second at the brightest sample value; 0 means no counting noise.
+    frame_shape : (h, w) or None
+        Also read a 2-D detector frame of this shape (its sum is the point's reading).
+    time_scale : float
+        Real seconds spent per simulated second (0: none, for tests and dry runs).
+    seed : int or None
+        Seed of the counting noise.
+
+    Attributes
+    ----------
+    clock : SimClock
+        Simulated beam time spent so far.
+    """
+
+    y = Cpt(SimulatedMotor)
+    x = Cpt(SimulatedMotor)
+    det = Cpt(SimulatedDetector)
+
+    def __init__(self, sample=None, *, name: str = "sim", pixel_size: float = 1.0, origin=(0.0, 0.0),
+                 velocity: float = 100.0, settle_time: float = 0.0, dwell: float = 0.01, flux: float = 0.0,
+                 frame_shape=None, time_scale: float = 0.0, seed: int | None = None, **kwargs):
+        super().__init__("", name=name, **kwargs)
+        if sample is None:
+            image = default_sample()
+        elif isinstance(sample, (str, Path)):
+            image = load_image(sample)
+        else:
+            image = as_image(sample, what="sample")
+        if not pixel_size > 0:
+            raise ValueError(f"pixel_size must be > 0, got {pixel_size}")
+        for label, v in (("velocity", velocity), ("dwell", dwell)):
+            if not v > 0:
+                raise ValueError(f"{label} must be > 0, got {v}")
+        for label, v in (("settle_time", settle_time), ("flux", flux), ("time_scale", time_scale)):
+            if not v >= 0:
+                raise ValueError(f"{label} must be >= 0, got {v}")
+        self.sample = image
+        self.sample_peak_ = float(image.max())
+        self.pixel_size = float(pixel_size)
+        self.origin = (float(origin[0]), float(origin[1]))
+        self.time_scale = float(time_scale)
+        self.clock = SimClock()
+        self.rng = np.random.default_rng(seed)
+        self.frame_shape = None if frame_shape is None else (int(frame_shape[0]), int(frame_shape[1]))
+        if self.frame_shape is not None:
+            h, w = self.frame_shape
+            rr, cc = np.mgrid[0:h, 0:w]
+            spot = np.exp(-((rr - (h - 1) / 2) ** 2 + (cc - (w - 1) / 2) ** 2) / (2 * (max(h, w) / 6) ** 2))
+            self.frame_pattern_ = spot / spot.sum()
+            self.det.frame.put(np.zeros(self.frame_shape))
+            self.det.frame.kind = Kind.normal
+        for axis in (self.y, self.x):
+            axis.clock = self.clock
+            axis.time_scale = self.time_scale
+            axis.velocity.put(float(velocity))
+            axis.settle_time.put(float(settle_time))
+        self.det.scope = self
+        self.det.dwell.put(float(dwell))
+        self.det.flux.put(float(flux))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Sample shape in pixels (rows, cols)."""
+        return self.sample.shape
+
+    def extent(self) -> tuple[float, float, float, float]:
+        """Stage coordinates ``(y_start, y_stop, x_start, x_stop)`` of the first and last sample pixels."""
+        (h, w), (y0, x0), p = self.shape, self.origin, self.pixel_size
+        return (y0, y0 + (h - 1) * p, x0, x0 + (w - 1) * p)
+
+    def sample_at(self, y: float, x: float) -> float:
+        """The noiseless sample value seen with the beam at stage position (y, x)."""
+        h, w = self.shape
+        r = min(max((y - self.origin[0]) / self.pixel_size, 0.0), h - 1.0)
+        c = min(max((x - self.origin[1]) / self.pixel_size, 0.0), w - 1.0)
+        r0, c0 = min(int(r), max(h - 2, 0)), min(int(c), max(w - 2, 0))
+        fr, fc = r - r0, c - c0
+        r1, c1 = min(r0 + 1, h - 1), min(c0 + 1, w - 1)
+        s = self.sample
+        top = s[r0, c0] * (1 - fc) + s[r0, c1] * fc
+        bottom = s[r1, c0] * (1 - fc) + s[r1, c1] * fc
+        return float(top * (1 - fr) + bottom * fr)
+
+    def raster_time(self, y_num: int | None = None, x_num: int | None = None) -> float:
+        """Simulated seconds of a full serpentine raster over the sample (``y_num`` x ``x_num`` points)."""
+        (h, w), p = self.shape, self.pixel_size
+        y_num, x_num = y_num or h, x_num or w
+        y_step = (h - 1) * p / max(y_num - 1, 1)
+        x_step = (w - 1) * p / max(x_num - 1, 1)
+        dwell = float(self.det.dwell.get())
+        along_row = self.x.move_time(x_step)
+        next_row = max(self.y.move_time(y_step), 0.0)
+        return y_num * x_num * dwell + y_num * (x_num - 1) * along_row + (y_num - 1) * next_row

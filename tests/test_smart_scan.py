@@ -1,0 +1,247 @@
+"""smart_scan end to end: real RunEngine, simulated microscope, embedded tiled catalog."""
+
+import inspect
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky.utils import RunEngineInterrupted
+
+from plans import STEERING_STREAM, BatchProgress, LiveSparseView, read_scan, replay_journal, smart_scan
+from sim import SimulatedMicroscope
+from steering import Sampler
+from steering.metrics import psnr
+
+
+def _scan(scope, n, **kwargs):
+    return smart_scan([scope.det], scope.y, 0, n - 1, n, scope.x, 0, n - 1, n, **kwargs)
+
+
+def _primary(docs):
+    streams = {d["uid"]: d["name"] for name, d in docs if name == "descriptor"}
+    return [d for name, d in docs if name == "event" and streams[d["descriptor"]] == "primary"]
+
+
+def _stream_events(docs, stream):
+    streams = {d["uid"]: d["name"] for name, d in docs if name == "descriptor"}
+    return [d for name, d in docs if name == "event" and streams[d["descriptor"]] == stream]
+
+
+def test_64x64_scan_runs_to_its_stop_rule_and_is_stored_once_per_point(blobs, catalog):
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    scope = SimulatedMicroscope(blobs, name="sim")
+    sampler = Sampler((64, 64), seed=0)
+    (uid,) = RE(_scan(scope, 64, sampler=sampler))
+
+    stop = docs[-1][1]
+    assert stop["exit_status"] == "success"
+    assert stop["reason"].startswith("max_fraction reached")
+    assert sampler.n_measured == round(0.25 * 64 * 64) == stop["num_events"]["primary"]
+    # one steering event per batch (every tell of the sampler)
+    assert stop["num_events"][STEERING_STREAM] == len(sampler.history_) == len(sampler.tell_times_)
+
+    run = catalog.client[uid]
+    data = read_scan(run)
+    assert len(data.points) == sampler.n_measured
+    assert len({tuple(p) for p in data.points.tolist()}) == len(data.points)  # each point once
+    assert np.array_equal(np.sort(data.points[:, 0] * 64 + data.points[:, 1]),
+                          np.sort(sampler.measured_points[:, 0] * 64 + sampler.measured_points[:, 1]))
+    np.testing.assert_allclose(data.values, blobs[data.points[:, 0], data.points[:, 1]])
+    assert data.stop_reason == stop["reason"]
+    start = run.metadata["start"]
+    assert start["shape"] == [64, 64] and start["extents"] == [[0.0, 63.0], [0.0, 63.0]]
+    assert start["hints"]["dimensions"] == [[["sim_y"], "primary"], [["sim_x"], "primary"]]
+    assert "gridding" not in start["hints"]
+    assert start["sampler"]["model"]["sha256"] and start["sampler"]["stop"]["max_fraction"] == 0.25
+    steering = run[STEERING_STREAM].read()
+    assert len(steering["steering_batch"]) == stop["num_events"][STEERING_STREAM]
+    maps = run["steering_maps"].read()
+    assert maps["steering_maps_reconstruction"].shape[1:] == (64, 64)
+    # offline reconstruction from the catalog is as good as the sampler's own (triangulations of
+    # co-circular grid points may differ, so the pixels need not match exactly)
+    offline, online = psnr(blobs, data.reconstruct()), psnr(blobs, sampler.reconstruction)
+    assert abs(offline - online) < 0.5 and offline > 25
+
+
+def test_plan_quality_equals_driving_the_sampler_directly(blobs):
+    RE = RunEngine({})
+    scope = SimulatedMicroscope(blobs, name="sim")
+    in_plan = Sampler((64, 64), seed=3, stop=None)
+    RE(_scan(scope, 64, sampler=in_plan))
+
+    direct = Sampler((64, 64), seed=3, stop=None)
+    start = (0, 0)  # where the simulated stage starts
+    while True:
+        pts = direct.ask(start=start)
+        if len(pts) == 0:
+            break
+        direct.tell(pts, blobs[pts[:, 0], pts[:, 1]])
+        start = tuple(pts[-1])
+    assert np.array_equal(in_plan.measured_points, direct.measured_points)
+    assert np.array_equal(in_plan.reconstruction, direct.reconstruction)
+    assert in_plan.stop_reason == direct.stop_reason
+
+
+def test_pause_and_resume_measure_no_point_twice(blobs, catalog):
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    pause_at = {60, 250}
+
+    def pause_mid_scan(name, doc):
+        if name == "event" and doc["seq_num"] in pause_at and "sim_det" in doc["data"]:
+            pause_at.discard(doc["seq_num"])
+            # as a user's Ctrl-C would: from another thread, while the scan goes on
+            threading.Thread(target=RE.request_pause, kwargs={"defer": False}).start()
+
+    RE.subscribe(pause_mid_scan)
+    scope = SimulatedMicroscope(blobs, name="sim")
+    sampler = Sampler((64, 64), seed=1, stop=None)
+    sampler.stop_ = sampler.stop_.__class__(max_fraction=0.12)
+    pauses = 0
+    with pytest.raises(RunEngineInterrupted):
+        RE(_scan(scope, 64, sampler=sampler))
+    pauses += 1
+    while RE.state == "paused":
+        try:
+            RE.resume()
+        except RunEngineInterrupted:
+            pauses += 1
+    assert pauses == 2
+    events = _primary(docs)
+    seen = [(e["data"]["sim_y"], e["data"]["sim_x"]) for e in events]
+    assert len(seen) == len(set(seen)) == sampler.n_measured == round(0.12 * 4096)
+    assert [e["seq_num"] for e in events] == list(range(1, len(events) + 1))
+    assert scope.det.triggers_ == len(events)  # the detector was not exposed twice either
+    run = catalog.client[docs[0][1]["uid"]]
+    assert len(read_scan(run).points) == len(events)
+
+
+def test_network_inference_does_not_block_a_pause(blobs):
+    """A pause requested while the sampler thinks takes effect at once, not when it finishes."""
+
+    class SlowSampler(Sampler):
+        calls = 0
+
+        def ask(self, n=None, *, start=None):
+            SlowSampler.calls += 1
+            if self.n_measured:
+                time.sleep(2.0)
+            return super().ask(n, start=start)
+
+    RE = RunEngine({})
+    scope = SimulatedMicroscope(blobs, name="sim")
+    sampler = SlowSampler((64, 64), seed=0, stop=None)
+    n_initial = round(0.01 * 4096)
+    requested = {}
+
+    def pause_while_thinking(name, doc):
+        if name == "event" and doc["seq_num"] == n_initial and "sim_det" in doc["data"] and not requested:
+            requested["t"] = time.perf_counter() + 0.3
+            threading.Timer(0.3, RE.request_pause, kwargs={"defer": False}).start()
+
+    RE.subscribe(pause_while_thinking)
+    sampler.stop_ = sampler.stop_.__class__(max_points=n_initial + 20)
+    with pytest.raises(RunEngineInterrupted):
+        RE(_scan(scope, 64, sampler=sampler))
+    paused_after = time.perf_counter() - requested["t"]
+    assert paused_after < 1.0  # the ask still had > 1.5 s to go
+    RE.resume()
+    assert sampler.n_measured == n_initial + 20
+    assert SlowSampler.calls == 3  # initial, one adaptive batch, the empty last one: none replayed
+
+
+def test_two_dimensional_detector_is_reduced_to_a_scalar(blobs):
+    RE = RunEngine({})
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    scope = SimulatedMicroscope(blobs[:32, :32], name="sim", frame_shape=(6, 8))
+    sampler = Sampler((32, 32), seed=0, stop=None)
+    sampler.stop_ = sampler.stop_.__class__(max_fraction=0.1)
+    RE(_scan(scope, 32, sampler=sampler, value_field="sim_det_frame", reduce="sum"))
+    events = _primary(docs)
+    assert np.asarray(events[0]["data"]["sim_det_frame"]).shape == (6, 8)
+    np.testing.assert_allclose(sampler.measured_values, [e["data"]["sim_det"] for e in events])
+
+
+def test_journal_holds_every_document_before_the_catalog(blobs, catalog):
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    scope = SimulatedMicroscope(blobs[:32, :32], name="sim")
+    (uid,) = RE(_scan(scope, 32, sampler={"seed": 0, "stop": {"max_fraction": 0.2}}))
+    replayed = []
+    n = replay_journal(catalog.journal.path(uid), lambda name, doc: replayed.append((name, doc)))
+    assert n == len(docs) == len(replayed)
+    assert [name for name, _ in replayed] == [name for name, _ in docs]
+    assert _primary(replayed)[-1]["data"] == json.loads(json.dumps(_primary(docs)[-1]["data"]))
+
+
+def test_catalog_is_written_at_every_batch(blobs, catalog):
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    in_catalog = []
+
+    def check(name, doc):
+        if name == "event" and "steering_batch" in doc["data"] and doc["data"]["steering_batch"] in (2, 4):
+            assert catalog.writer.wait()
+            run = catalog.client[doc_start["uid"]]
+            in_catalog.append((len(run["primary"].read()["sim_det"]), doc["data"]["steering_n_measured"]))
+
+    doc_start = {}
+    RE.subscribe(lambda name, doc: doc_start.update(doc) if name == "start" else None)
+    RE.subscribe(check)
+    scope = SimulatedMicroscope(blobs[:40, :40], name="sim")
+    RE(_scan(scope, 40, sampler={"seed": 0, "stop": {"max_fraction": 0.15}}))
+    assert len(in_catalog) == 2
+    for stored, measured in in_catalog:
+        assert stored == measured
+
+
+def test_live_view_writes_a_figure_without_a_display(blobs, tmp_path, capsys):
+    RE = RunEngine({})
+    view = LiveSparseView(tmp_path, truth=blobs[:32, :32])
+    RE.subscribe(view)
+    RE.subscribe(BatchProgress())
+    scope = SimulatedMicroscope(blobs[:32, :32], name="sim")
+    RE(_scan(scope, 32, sampler={"seed": 0, "stop": {"max_fraction": 0.2}}))
+    assert len(view.saved_) == 1 and view.saved_[0].stat().st_size > 10_000
+    out = capsys.readouterr().out
+    assert out.count("batch ") >= 3 and "max_fraction reached" in out
+
+
+def test_bad_input_is_refused_before_anything_moves(blobs):
+    RE = RunEngine({})
+    scope = SimulatedMicroscope(blobs[:16, :16], name="sim")
+    with pytest.raises(ValueError, match="y_num"):
+        RE(smart_scan([scope.det], scope.y, 0, 1, 1, scope.x, 0, 1, 16))
+    with pytest.raises(ValueError, match="unknown sampler settings"):
+        RE(_scan(scope, 16, sampler={"batchsize": 3}))
+    with pytest.raises(ValueError, match="16, 16"):
+        RE(_scan(scope, 16, sampler=Sampler((8, 8))))
+    with pytest.raises(ValueError, match="reduce"):
+        RE(_scan(scope, 16, reduce="median"))
+    assert scope.x.moves_ == 0 and scope.det.triggers_ == 0
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    with pytest.raises(ValueError, match="value_field 'nope'"):
+        RE(_scan(scope, 16, value_field="nope"))
+    assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "fail"
+
+
+def test_parameters_are_queueserver_friendly():
+    sig = inspect.signature(smart_scan)
+    for name, p in sig.parameters.items():
+        assert p.annotation is not inspect.Parameter.empty, name
+        if p.default is not inspect.Parameter.empty:
+            json.dumps(p.default)  # literal, JSON-friendly defaults
+    assert list(sig.parameters)[:9] == [
+        "detectors", "y_motor", "y_start", "y_stop", "y_num", "x_motor", "x_start", "x_stop", "x_num"]
