@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from plans.smart_scan import grid_index
 from steering.reconstruction import reconstruct_linear
 
 __all__ = ["ScanData", "read_scan"]
@@ -61,8 +62,6 @@ def read_scan(run) -> ScanData:
     xs = np.asarray(table[x_field], dtype=np.float64)
     raw = np.asarray(table[start["value_field"]], dtype=np.float64)
     values = raw.reshape(len(raw), -1).sum(axis=1) if raw.ndim > 1 else raw
-    rows = np.rint((ys - y0) / ((y1 - y0) / (shape[0] - 1) or 1.0)).astype(np.int64)
-    cols = np.rint((xs - x0) / ((x1 - x0) / (shape[1] - 1) or 1.0)).astype(np.int64)
-    points = np.stack([np.clip(rows, 0, shape[0] - 1), np.clip(cols, 0, shape[1] - 1)], axis=1)
+    points = np.stack([grid_index(ys, y0, y1, shape[0]), grid_index(xs, x0, x1, shape[1])], axis=1)
     stop = run.metadata.get("stop") or {}
     return ScanData(shape, ((y0, y1), (x0, x1)), points, np.stack([ys, xs], axis=1), values, stop.get("reason"))

@@ -107,7 +107,13 @@ def _sampler_md(sampler: Sampler) -> dict:
     }
 
 
-def _scalar(value: Any, reduce: str, field: str) -> float:
+def grid_index(position, start: float, stop: float, num: int):
+    """Index of the nearest of ``num`` grid points from ``start`` to ``stop`` (clipped to the grid)."""
+    step = (stop - start) / (num - 1) or 1.0
+    return np.clip(np.rint((np.asarray(position, dtype=np.float64) - start) / step), 0, num - 1).astype(np.int64)
+
+
+def _scalar(value: Any, reduce: str) -> float:
     a = np.asarray(value, dtype=np.float64)
     if a.ndim == 0:
         return float(a)
@@ -210,8 +216,6 @@ def smart_scan(
     field = value_field or _hinted_field(detectors[0])
     ys = np.linspace(float(y_start), float(y_stop), y_num)
     xs = np.linspace(float(x_start), float(x_stop), x_num)
-    y_step = (ys[-1] - ys[0]) / (y_num - 1) or 1.0
-    x_step = (xs[-1] - xs[0]) / (x_num - 1) or 1.0
     motors = [y_motor, x_motor]
     readables = detectors + [m for m in motors if m not in detectors]
 
@@ -241,9 +245,7 @@ def smart_scan(
     state = {"reason": None}
 
     def to_pixel(y: float, x: float) -> tuple[int, int]:
-        i = int(np.clip(round((y - ys[0]) / y_step), 0, y_num - 1))
-        j = int(np.clip(round((x - xs[0]) / x_step), 0, x_num - 1))
-        return i, j
+        return int(grid_index(y, ys[0], ys[-1], y_num)), int(grid_index(x, xs[0], xs[-1], x_num))
 
     def decide(points, values, failed, start):
         t0 = time.perf_counter()
@@ -276,7 +278,7 @@ def smart_scan(
                     reading = yield from bps.trigger_and_read(readables)
                     if field not in reading:
                         raise ValueError(f"value_field {field!r} is not among the fields read: {sorted(reading)}")
-                    values[k] = _scalar(reading[field]["value"], reduce, field)
+                    values[k] = _scalar(reading[field]["value"], reduce)
                 failed = ~np.isfinite(values)
                 start = tuple(points[-1])
                 nxt, tell_time, next_ask_time = yield from _off_loop(
