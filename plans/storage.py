@@ -167,6 +167,7 @@ class CatalogWriter:
         self.errors_: list[str] = []
         self._synced: dict[str, threading.Event] = {}
         self._broken = False
+        self._closing = False
         self._reader = threading.Thread(target=self._read_replies, name="catalog-replies", daemon=True)
         self._reader.start()
 
@@ -200,6 +201,9 @@ class CatalogWriter:
             elif kind == "error":
                 self.errors_.append(text)
                 logger.error("catalog write failed: %s", text)
+        if not self._closing:
+            self.errors_.append("catalog process ended unexpectedly; documents are in the journal only")
+            logger.error(self.errors_[-1])
         self._broken = True
         for event in self._synced.values():
             event.set()
@@ -306,6 +310,7 @@ class Catalog:
             self.writer.wait()
             self.journal.close()
         finally:
+            self.writer._closing = True
             try:
                 self._process.stdin.close()
             except OSError:

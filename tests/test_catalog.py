@@ -1,0 +1,54 @@
+"""The catalog: persistence, a server reached by URI, stop criteria from a file, a dead catalog process."""
+
+import json
+
+import numpy as np
+from bluesky import RunEngine
+
+from plans import Catalog, read_scan, replay_journal, smart_scan
+from sim import SimulatedMicroscope
+
+
+def _small_scan(blobs, **sampler):
+    scope = SimulatedMicroscope(blobs[:24, :24], name="sim")
+    return smart_scan([scope.det], scope.y, 0, 23, 24, scope.x, 0, 23, 24, sampler={"seed": 0, **sampler})
+
+
+def test_runs_survive_reopening_the_catalog_directory(blobs, tmp_path):
+    with Catalog(tmp_path / "cat") as cat:
+        RE = RunEngine({})
+        RE.subscribe(cat.writer)
+        (uid,) = RE(_small_scan(blobs, stop={"max_fraction": 0.1}))
+    with Catalog(tmp_path / "cat") as again:
+        assert len(read_scan(again.client[uid]).points) == round(0.1 * 24 * 24)
+
+
+def test_a_server_uri_and_stop_criteria_from_a_json_file(blobs, catalog, tmp_path):
+    stop_file = tmp_path / "stop.json"
+    stop_file.write_text(json.dumps({"max_points": 40}))
+    with Catalog(catalog.uri, journal_directory=tmp_path / "journal") as remote:
+        RE = RunEngine({})
+        RE.subscribe(remote.writer)
+        (uid,) = RE(_small_scan(blobs, stop=str(stop_file)))
+        assert remote.journal.path(uid).is_file()
+    run = catalog.client[uid]  # written through the URI, read through the embedded catalog
+    assert len(read_scan(run).points) == 40
+    assert run.metadata["start"]["sampler"]["stop"]["max_points"] == 40
+
+
+def test_a_dead_catalog_process_loses_nothing_measured(blobs, tmp_path):
+    cat = Catalog(tmp_path / "cat")
+    cat._process.kill()
+    cat._process.wait()
+    RE = RunEngine({})
+    RE.subscribe(cat.writer)
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    (uid,) = RE(_small_scan(blobs, stop={"max_fraction": 0.1}))  # the scan itself goes on
+    assert cat.writer.errors_ and cat.writer.wait(timeout=5) is False
+    replayed = []
+    replay_journal(cat.journal.path(uid), lambda name, doc: replayed.append((name, doc)))
+    assert len(replayed) == len(docs)
+    values = [d["data"]["sim_det"] for name, d in replayed if name == "event" and "sim_det" in d["data"]]
+    assert len(values) == round(0.1 * 24 * 24) and np.all(np.isfinite(values))
+    cat.close()
