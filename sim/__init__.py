@@ -1,6 +1,20 @@
-"""The simulated instrument: a sample image behind ophyd devices, and a caproto IOC."""
+"""The simulated instrument: a sample image behind ophyd devices, and a caproto IOC.
+
+The ophyd-based parts load lazily, so ``python -m sim.ioc`` never starts a Channel Access client.
+"""
+
+from importlib import import_module
 
 from sim.clock import SimClock
-from sim.microscope import SimulatedDetector, SimulatedMicroscope, SimulatedMotor, default_sample
+from sim.sample import SampleImage, default_sample
 
-__all__ = ["SimClock", "SimulatedDetector", "SimulatedMicroscope", "SimulatedMotor", "default_sample"]
+__all__ = ["SampleImage", "SimClock", "SimulatedDetector", "SimulatedMicroscope", "SimulatedMotor", "default_sample"]
+
+_LAZY = {"SimulatedDetector": "sim.microscope", "SimulatedMicroscope": "sim.microscope",
+         "SimulatedMotor": "sim.microscope"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sim' has no attribute {name!r}")

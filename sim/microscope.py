@@ -10,7 +10,6 @@ without waiting it out (``time_scale > 0`` also spends a fraction of it in real 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 from ophyd import Component as Cpt
@@ -19,15 +18,9 @@ from ophyd.status import Status
 from ophyd.utils import LimitError
 
 from sim.clock import SimClock
-from steering.images import as_image, load_image
-from steering.synthetic import synthetic_image
+from sim.sample import SampleImage, default_sample, spot_pattern
 
 __all__ = ["SimulatedMotor", "SimulatedDetector", "SimulatedMicroscope", "default_sample"]
-
-
-def default_sample(size: int = 128) -> np.ndarray:
-    """The built-in sample: particles of several sizes on a smooth background, values in [0, 1]."""
-    return synthetic_image("particles", size, rng=np.random.default_rng(2023))
 
 
 def _finished_after(obj, seconds: float) -> Status:
@@ -121,11 +114,8 @@ class SimulatedDetector(Device):
         dwell = float(self.dwell.get())
         scope.clock.wait_for_motion()
         scope.clock.advance(dwell)
-        value = scope.sample_at(scope.y.position, scope.x.position)
-        flux = float(self.flux.get())
-        if flux > 0:
-            peak = scope.sample_peak_
-            value = float(scope.rng.poisson(max(value, 0.0) / peak * flux * dwell)) if peak > 0 else 0.0
+        value = scope.optics.count(scope.y.position, scope.x.position, dwell=dwell,
+                                   flux=float(self.flux.get()), rng=scope.rng)
         self.value.put(value)
         if scope.frame_shape is not None:
             self.frame.put(value * scope.frame_pattern_)
@@ -175,33 +165,24 @@ class SimulatedMicroscope(Device):
                  velocity: float = 100.0, settle_time: float = 0.0, dwell: float = 0.01, flux: float = 0.0,
                  frame_shape=None, time_scale: float = 0.0, seed: int | None = None, **kwargs):
         super().__init__("", name=name, **kwargs)
-        if sample is None:
-            image = default_sample()
-        elif isinstance(sample, (str, Path)):
-            image = load_image(sample)
-        else:
-            image = as_image(sample, what="sample")
-        if not pixel_size > 0:
-            raise ValueError(f"pixel_size must be > 0, got {pixel_size}")
+        optics = SampleImage(sample, pixel_size=pixel_size, origin=origin)
         for label, v in (("velocity", velocity), ("dwell", dwell)):
             if not v > 0:
                 raise ValueError(f"{label} must be > 0, got {v}")
         for label, v in (("settle_time", settle_time), ("flux", flux), ("time_scale", time_scale)):
             if not v >= 0:
                 raise ValueError(f"{label} must be >= 0, got {v}")
-        self.sample = image
-        self.sample_peak_ = float(image.max())
-        self.pixel_size = float(pixel_size)
-        self.origin = (float(origin[0]), float(origin[1]))
+        self.optics = optics
+        self.sample = optics.image
+        self.sample_peak_ = optics.peak
+        self.pixel_size = optics.pixel_size
+        self.origin = optics.origin
         self.time_scale = float(time_scale)
         self.clock = SimClock()
         self.rng = np.random.default_rng(seed)
         self.frame_shape = None if frame_shape is None else (int(frame_shape[0]), int(frame_shape[1]))
         if self.frame_shape is not None:
-            h, w = self.frame_shape
-            rr, cc = np.mgrid[0:h, 0:w]
-            spot = np.exp(-((rr - (h - 1) / 2) ** 2 + (cc - (w - 1) / 2) ** 2) / (2 * (max(h, w) / 6) ** 2))
-            self.frame_pattern_ = spot / spot.sum()
+            self.frame_pattern_ = spot_pattern(self.frame_shape)
             self.det.frame.put(np.zeros(self.frame_shape))
             self.det.frame.kind = Kind.normal
         for axis in (self.y, self.x):
@@ -220,21 +201,11 @@ class SimulatedMicroscope(Device):
 
     def extent(self) -> tuple[float, float, float, float]:
         """Stage coordinates ``(y_start, y_stop, x_start, x_stop)`` of the first and last sample pixels."""
-        (h, w), (y0, x0), p = self.shape, self.origin, self.pixel_size
-        return (y0, y0 + (h - 1) * p, x0, x0 + (w - 1) * p)
+        return self.optics.extent()
 
     def sample_at(self, y: float, x: float) -> float:
         """The noiseless sample value seen with the beam at stage position (y, x)."""
-        h, w = self.shape
-        r = min(max((y - self.origin[0]) / self.pixel_size, 0.0), h - 1.0)
-        c = min(max((x - self.origin[1]) / self.pixel_size, 0.0), w - 1.0)
-        r0, c0 = min(int(r), max(h - 2, 0)), min(int(c), max(w - 2, 0))
-        fr, fc = r - r0, c - c0
-        r1, c1 = min(r0 + 1, h - 1), min(c0 + 1, w - 1)
-        s = self.sample
-        top = s[r0, c0] * (1 - fc) + s[r0, c1] * fc
-        bottom = s[r1, c0] * (1 - fc) + s[r1, c1] * fc
-        return float(top * (1 - fr) + bottom * fr)
+        return self.optics.value_at(y, x)
 
     def raster_time(self, y_num: int | None = None, x_num: int | None = None) -> float:
         """Simulated seconds of a full serpentine raster over the sample (``y_num`` x ``x_num`` points)."""

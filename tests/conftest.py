@@ -2,6 +2,27 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+_repeater = None
+
+
+def pytest_configure(config):
+    """Channel Access on loopback and private ports, with a repeater owned by this session.
+
+    This runs before test collection, hence before the first ``import ophyd`` starts pyepics' libca,
+    which reads these variables once and would otherwise spawn a ``caRepeater`` nobody stops.
+    """
+    global _repeater
+    from sim.ioc_process import RepeaterProcess, configure_loopback, free_port
+
+    server_port = free_port()
+    configure_loopback(server_port=server_port, repeater_port=free_port(exclude=(server_port,)))
+    _repeater = RepeaterProcess().start()
+
+
+def pytest_unconfigure(config):
+    if _repeater is not None:
+        _repeater.stop()
+
 
 @pytest.fixture
 def blobs():

@@ -1,0 +1,511 @@
+"""A caproto IOC that serves a simulated nanoprobe over Channel Access, on loopback only.
+
+``python -m sim.ioc --image FILE --prefix PREFIX`` serves the PVs the `devices` classes of a real
+instrument expect, so the exact beamline code path (ophyd over pyepics over Channel Access) can be
+dry-run and tested without a beamline:
+
+``{prefix}{y_motor}``, ``{prefix}{x_motor}`` (default ``m2``, ``m1``)
+    Two motor records (``.VAL``, ``.RBV``, ``.DMOV``, ``.MOVN``, ``.VELO``, ``.HLM``/``.LLM``,
+    ``.DLY``, ``.STOP``, ...). A move runs at ``.VELO`` with the readback updated as it goes, then
+    settles for ``.DLY`` seconds before ``.DMOV`` returns to 1.
+``{prefix}scaler1.CNT``, ``.TP``, ``.CONT``, ``.S1``, ``.S2``
+    A scaler record: writing 1 to ``.CNT`` counts for ``.TP`` seconds at the current stage position,
+    then ``.S1`` holds the clock ticks, ``.S2`` the sample signal and ``.CNT`` returns to 0 (the put
+    completes then, as on a real scaler).
+``{prefix}cam1:...``, ``{prefix}ROIStat1:1:...``
+    An areaDetector-style camera (``Acquire``, ``AcquireTime``, ``ImageMode``, ``NumImages``,
+    ``WaitForPlugins``, ``ArrayCounter_RBV``) and one ROI-statistics region (``MinX``, ``MinY``,
+    ``SizeX``, ``SizeY``, ``Total_RBV``) over a simulated beam spot whose sum is the sample signal.
+
+Readings: the sample image (bilinear between pixels) at the motors' readbacks, a Poisson photon
+count when ``--flux`` is given. ``--served-log`` appends one CSV line per reading served
+(``detector,y,x,value``) so a test can compare what reached the catalog with what was served.
+
+The server binds to 127.0.0.1 and sends beacons to 127.0.0.1 only (it sets
+``EPICS_CAS_INTF_ADDR_LIST=127.0.0.1``, ``EPICS_CAS_AUTO_BEACON_ADDR_LIST=NO``,
+``EPICS_CAS_BEACON_ADDR_LIST=127.0.0.1``). Clients find it with ``EPICS_CA_AUTO_ADDR_LIST=NO`` and
+``EPICS_CA_ADDR_LIST=127.0.0.1``; ``EPICS_CA_SERVER_PORT`` moves both off the default port 5064.
+This module never imports ophyd or a Channel Access client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from caproto import ChannelType
+from caproto.asyncio.server import Context as AsyncioContext
+from caproto.server import PVGroup, pvproperty
+from caproto.server import common as caproto_server_common
+
+from sim.sample import SampleImage, spot_pattern
+
+__all__ = ["SimulatedMotorRecord", "SimulatedScaler", "SimulatedROICamera", "Beam", "build_ioc", "main"]
+
+LOOPBACK = "127.0.0.1"
+SERVER_LOOPBACK_ENV = {
+    "EPICS_CAS_INTF_ADDR_LIST": LOOPBACK,
+    "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+    "EPICS_CAS_BEACON_ADDR_LIST": LOOPBACK,
+}
+READY_LINE = "sim.ioc ready"
+
+
+def exit_when_stdin_closes() -> None:
+    """End this process (exit code 0) as soon as its standard input reaches end of file.
+
+    A parent that starts us with a pipe on stdin thereby owns us: when it exits, even killed, the
+    pipe closes and we follow, so no server is left behind holding a port.
+    """
+
+    def watch():
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        finally:
+            sys.stdout.flush()
+            os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="stdin watch").start()
+
+
+def _is_on(value) -> bool:
+    """An enum PV written as a number or as its string."""
+    if isinstance(value, str):
+        return value not in ("Done", "0", "")
+    return bool(value)
+
+
+class SimulatedMotorRecord(PVGroup):
+    """One EPICS motor record at PV ``prefix`` (fields ``prefix.RBV`` etc.).
+
+    Parameters
+    ----------
+    prefix : str
+        The record name.
+    velocity : float
+        Initial ``.VELO`` (EGU/s); 0 moves instantly.
+    limits : (low, high)
+        Soft limits ``.LLM``/``.HLM``, also the control limits of ``.VAL``.
+    settle_time : float
+        Initial ``.DLY``: seconds the readback settles after each move.
+    egu : str
+        Engineering units.
+    tick : float
+        Seconds between readback updates while moving.
+    min_move_time : float
+        Shortest time ``.DMOV`` stays 0, so every client sees each move start and end.
+    """
+
+    motor = pvproperty(value=0.0, name="", record="motor", precision=4)
+
+    def __init__(self, prefix: str, *, velocity: float = 100.0, limits=(-1e4, 1e4), settle_time: float = 0.0,
+                 egu: str = "um", tick: float = 0.01, min_move_time: float = 0.001, **kwargs):
+        super().__init__(prefix, **kwargs)
+        self.velocity = float(velocity)
+        self.limits = (float(limits[0]), float(limits[1]))
+        self.settle_time = float(settle_time)
+        self.egu = egu
+        self.tick = float(tick)
+        self.min_move_time = float(min_move_time)
+        self.moves_ = 0
+        self._task: asyncio.Task | None = None
+        self._stop_requested = False
+
+    @property
+    def fields(self):
+        """The record's fields (caproto's MotorFields)."""
+        return self.motor.field_inst
+
+    @property
+    def position(self) -> float:
+        """The readback ``.RBV``."""
+        return float(self.fields.user_readback_value.value)
+
+    async def initialise(self) -> None:
+        """Write the starting field values; call once the server runs."""
+        f = self.fields
+        low, high = self.limits
+        await self.motor.write_metadata(lower_ctrl_limit=low, upper_ctrl_limit=high, units=self.egu)
+        await f.velocity.write(self.velocity)
+        await f.user_low_limit.write(low)
+        await f.user_high_limit.write(high)
+        await f.readback_settle_time.write(self.settle_time)
+        await f.engineering_units.write(self.egu)
+        await f.motor_step_size.write(1e-6)
+        await f.limit_violation.write(0)
+        await f.done_moving_to_value.write(1)
+        await f.motor_is_moving.write(0)
+
+        async def on_stop(instance, value):
+            if value:
+                self._stop_requested = True
+            return 0
+
+        f.stop.putter = on_stop
+
+    @motor.putter
+    async def motor(self, instance, value):
+        low, high = float(self.fields.user_low_limit.value), float(self.fields.user_high_limit.value)
+        if high > low and not low <= value <= high:
+            await self.fields.limit_violation.write(1)
+            self._start(self.position)  # as the record does: no motion, but a full DMOV cycle
+            return self.position
+        await self.fields.limit_violation.write(0)
+        self._start(float(value))
+        return value
+
+    def _start(self, target: float) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._stop_requested = False
+        self._task = asyncio.get_running_loop().create_task(self._move(target))
+
+    async def _write_position(self, value: float) -> None:
+        f = self.fields
+        await f.user_readback_value.write(value)
+        await f.dial_readback_value.write(value)
+        await f.raw_readback_value.write(int(round(value / 1e-6)))
+
+    async def _move(self, target: float) -> None:
+        f = self.fields
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        start = self.position
+        await f.done_moving_to_value.write(0)
+        await f.motor_is_moving.write(1)
+        await f.direction_of_travel.write(1 if target >= start else 0)
+        velocity = float(f.velocity.value)
+        duration = abs(target - start) / velocity if velocity > 0 else 0.0
+        position = start
+        while True:
+            elapsed = loop.time() - t0
+            if elapsed >= duration:
+                position = target
+                break
+            if self._stop_requested:
+                break
+            await asyncio.sleep(min(self.tick, duration - elapsed))
+            position = start + (target - start) * min((loop.time() - t0) / duration, 1.0)
+            await self._write_position(position)
+        if self._stop_requested:
+            await self.motor.write(position, verify_value=False)
+            self._stop_requested = False
+        await self._write_position(position)
+        await f.motor_is_moving.write(0)
+        settle = float(f.readback_settle_time.value)
+        remaining = max(settle, self.min_move_time - (loop.time() - t0))
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+        self.moves_ += 1
+        await f.done_moving_to_value.write(1)
+
+
+class Beam:
+    """What a detector sees: the sample at the two motor records' readbacks.
+
+    Parameters
+    ----------
+    sample : SampleImage
+        The sample on stage coordinates.
+    y_motor, x_motor : SimulatedMotorRecord
+        The stage axes.
+    flux : float
+        Photons per second at the brightest sample value; 0 gives the noiseless value.
+    seed : int or None
+        Seed of the counting noise.
+    served_log : path or None
+        Append ``detector,y,x,value`` per reading served.
+    """
+
+    def __init__(self, sample: SampleImage, y_motor: SimulatedMotorRecord, x_motor: SimulatedMotorRecord, *,
+                 flux: float = 0.0, seed: int | None = None, served_log: str | Path | None = None):
+        self.sample = sample
+        self.y_motor, self.x_motor = y_motor, x_motor
+        self.flux = float(flux)
+        self.rng = np.random.default_rng(seed)
+        self._log = None
+        if served_log is not None:
+            self._log = open(served_log, "a", buffering=1)  # noqa: SIM115 - open for the IOC's life
+            if self._log.tell() == 0:
+                self._log.write("detector,y,x,value\n")
+        self.served_ = 0
+
+    def count(self, dwell: float) -> tuple[float, float, float]:
+        """One reading for ``dwell`` seconds: ``(value, y, x)``."""
+        y, x = self.y_motor.position, self.x_motor.position
+        return self.sample.count(y, x, dwell=dwell, flux=self.flux, rng=self.rng), y, x
+
+    def log(self, detector: str, y: float, x: float, value: float) -> None:
+        """Record a reading served (full float precision)."""
+        self.served_ += 1
+        if self._log is not None:
+            self._log.write(f"{detector},{y!r},{x!r},{value!r}\n")
+
+
+class SimulatedScaler(PVGroup):
+    """A scaler record at PV ``prefix``: ``.CNT``, ``.TP``, ``.CONT``, ``.FREQ``, ``.T``, ``.S1``, ``.S2``.
+
+    ``.S1`` counts the clock (``.FREQ`` x ``.TP``), ``.S2`` the sample signal.
+    """
+
+    count = pvproperty(name=".CNT", dtype=ChannelType.ENUM, enum_strings=("Done", "Count"), value="Done")
+    preset_time = pvproperty(name=".TP", value=1.0, precision=4)
+    count_mode = pvproperty(name=".CONT", dtype=ChannelType.ENUM, enum_strings=("OneShot", "AutoCount"),
+                            value="OneShot")
+    frequency = pvproperty(name=".FREQ", value=1e7, read_only=True)
+    elapsed = pvproperty(name=".T", value=0.0, read_only=True, precision=4)
+    clock = pvproperty(name=".S1", value=0.0, read_only=True)
+    signal = pvproperty(name=".S2", value=0.0, read_only=True)
+    signal_name = pvproperty(name=".NM2", value="sample", dtype=ChannelType.STRING, read_only=True)
+
+    def __init__(self, prefix: str, *, beam: Beam, **kwargs):
+        super().__init__(prefix, **kwargs)
+        self.beam = beam
+
+    @count.putter
+    async def count(self, instance, value):
+        if not _is_on(value):
+            return "Done"
+        await instance.write("Count", verify_value=False)
+        dwell = max(float(self.preset_time.value), 0.0)
+        if dwell > 0:
+            await asyncio.sleep(dwell)
+        value, y, x = self.beam.count(dwell)
+        await self.elapsed.write(dwell)
+        await self.clock.write(dwell * float(self.frequency.value))
+        await self.signal.write(value)
+        self.beam.log(self.prefix, y, x, value)
+        return "Done"
+
+
+class SimulatedROICamera(PVGroup):
+    """An areaDetector-style camera ``{prefix}cam1:`` with ROI statistics ``{prefix}ROIStat1:1:``.
+
+    Each frame is the beam spot (``frame_shape`` pixels, summing to the sample signal); ``Total_RBV``
+    is the sum over the ROI. ``Acquire`` put-completes once the frame and its statistics are done.
+    Every setpoint PV ``X`` has its readback ``X_RBV``.
+    """
+
+    acquire = pvproperty(name="cam1:Acquire", dtype=ChannelType.ENUM, enum_strings=("Done", "Acquire"),
+                         value="Done")
+    acquire_rbv = pvproperty(name="cam1:Acquire_RBV", dtype=ChannelType.ENUM, enum_strings=("Done", "Acquire"),
+                             value="Done", read_only=True)
+    acquire_time = pvproperty(name="cam1:AcquireTime", value=0.1, precision=4)
+    acquire_time_rbv = pvproperty(name="cam1:AcquireTime_RBV", value=0.1, precision=4, read_only=True)
+    image_mode = pvproperty(name="cam1:ImageMode", dtype=ChannelType.ENUM,
+                            enum_strings=("Single", "Multiple", "Continuous"), value="Single")
+    image_mode_rbv = pvproperty(name="cam1:ImageMode_RBV", dtype=ChannelType.ENUM,
+                                enum_strings=("Single", "Multiple", "Continuous"), value="Single", read_only=True)
+    num_images = pvproperty(name="cam1:NumImages", value=1)
+    num_images_rbv = pvproperty(name="cam1:NumImages_RBV", value=1, read_only=True)
+    wait_for_plugins = pvproperty(name="cam1:WaitForPlugins", dtype=ChannelType.ENUM, enum_strings=("No", "Yes"),
+                                  value="Yes")
+    array_counter = pvproperty(name="cam1:ArrayCounter", value=0)
+    array_counter_rbv = pvproperty(name="cam1:ArrayCounter_RBV", value=0, read_only=True)
+    detector_state = pvproperty(name="cam1:DetectorState_RBV", dtype=ChannelType.ENUM,
+                                enum_strings=("Idle", "Acquire", "Readout"), value="Idle", read_only=True)
+    size_x = pvproperty(name="cam1:ArraySizeX_RBV", value=0, read_only=True)
+    size_y = pvproperty(name="cam1:ArraySizeY_RBV", value=0, read_only=True)
+    roi_min_x = pvproperty(name="ROIStat1:1:MinX", value=0)
+    roi_min_x_rbv = pvproperty(name="ROIStat1:1:MinX_RBV", value=0, read_only=True)
+    roi_min_y = pvproperty(name="ROIStat1:1:MinY", value=0)
+    roi_min_y_rbv = pvproperty(name="ROIStat1:1:MinY_RBV", value=0, read_only=True)
+    roi_size_x = pvproperty(name="ROIStat1:1:SizeX", value=0)
+    roi_size_x_rbv = pvproperty(name="ROIStat1:1:SizeX_RBV", value=0, read_only=True)
+    roi_size_y = pvproperty(name="ROIStat1:1:SizeY", value=0)
+    roi_size_y_rbv = pvproperty(name="ROIStat1:1:SizeY_RBV", value=0, read_only=True)
+    roi_total = pvproperty(name="ROIStat1:1:Total_RBV", value=0.0, read_only=True)
+
+    def __init__(self, prefix: str, *, beam: Beam, frame_shape=(16, 16), **kwargs):
+        super().__init__(prefix, **kwargs)
+        self.beam = beam
+        self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+        self.spot = spot_pattern(self.frame_shape)
+
+    async def initialise(self) -> None:
+        """Size the frame and put the ROI over all of it."""
+        h, w = self.frame_shape
+        await self.size_x.write(w)
+        await self.size_y.write(h)
+        for setpoint, value in ((self.roi_size_x, w), (self.roi_size_y, h)):
+            await setpoint.write(value)
+
+    async def group_write(self, instance, value):
+        readback = self.pvdb.get(instance.pvname + "_RBV")
+        if readback is not None:
+            await readback.write(value, verify_value=False)
+        return value
+
+    @acquire.putter
+    async def acquire(self, instance, value):
+        if not _is_on(value):
+            return "Done"
+        await self.acquire_rbv.write("Acquire")
+        await self.detector_state.write("Acquire")
+        dwell = max(float(self.acquire_time.value), 0.0)
+        if dwell > 0:
+            await asyncio.sleep(dwell)
+        value, y, x = self.beam.count(dwell)
+        frame = value * self.spot
+        h, w = self.frame_shape
+        r0 = min(max(int(self.roi_min_y.value), 0), h)
+        c0 = min(max(int(self.roi_min_x.value), 0), w)
+        r1 = min(r0 + max(int(self.roi_size_y.value), 0), h)
+        c1 = min(c0 + max(int(self.roi_size_x.value), 0), w)
+        total = float(frame[r0:r1, c0:c1].sum())
+        await self.roi_total.write(total)
+        counter = int(self.array_counter.value) + 1
+        await self.array_counter.write(counter, verify_value=False)
+        await self.array_counter_rbv.write(counter)
+        await self.detector_state.write("Idle")
+        await self.acquire_rbv.write("Done")
+        self.beam.log(self.prefix + "cam1", y, x, total)
+        return "Done"
+
+
+class LowLatencyContext(AsyncioContext):
+    """caproto's asyncio server with Nagle's algorithm off on every client circuit.
+
+    caproto's listening socket has protocol number 0, so asyncio does not set TCP_NODELAY on the
+    connections it accepts; then a small reply that follows another within the client's delayed-ACK
+    window (40 ms on Linux) waits for that ACK, which made every move of a point-by-point scan
+    take ~45 ms instead of ~2 ms.
+    """
+
+    async def tcp_handler(self, client, addr):
+        sock = client.writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return await super().tcp_handler(client, addr)
+
+
+def build_ioc(sample: SampleImage, *, prefix: str = "sim:", y_motor: str = "m2", x_motor: str = "m1",
+              velocity: float = 100.0, settle_time: float = 0.0, limits=None, flux: float = 0.0,
+              frame_shape=(16, 16), seed: int | None = None, served_log=None):
+    """The IOC's parts and its PV database.
+
+    Parameters
+    ----------
+    sample : SampleImage
+        The sample on stage coordinates.
+    prefix : str
+        Prefix of every PV.
+    y_motor, x_motor : str
+        Motor record names after the prefix.
+    velocity, settle_time : float
+        Initial ``.VELO`` and ``.DLY`` of both motors.
+    limits : (low, high) or None
+        Soft limits of both motors; None: the sample's extent plus 10 % on each side.
+    flux, seed, served_log
+        See `Beam`.
+    frame_shape : (h, w)
+        Camera frame shape.
+
+    Returns
+    -------
+    parts : dict
+        ``y``, ``x`` (`SimulatedMotorRecord`), ``scaler``, ``camera``, ``beam``.
+    pvdb : dict
+        Every PV served, for ``caproto.server.run``.
+    """
+    if limits is None:
+        y0, y1, x0, x1 = sample.extent()
+        span = max(y1 - y0, x1 - x0, sample.pixel_size)
+        limits = (min(y0, x0) - 0.1 * span, max(y1, x1) + 0.1 * span)
+    y = SimulatedMotorRecord(prefix + y_motor, velocity=velocity, limits=limits, settle_time=settle_time)
+    x = SimulatedMotorRecord(prefix + x_motor, velocity=velocity, limits=limits, settle_time=settle_time)
+    beam = Beam(sample, y, x, flux=flux, seed=seed, served_log=served_log)
+    scaler = SimulatedScaler(prefix + "scaler1", beam=beam)
+    camera = SimulatedROICamera(prefix, beam=beam, frame_shape=frame_shape)
+    pvdb = {}
+    for group in (y, x, scaler, camera):
+        clash = set(pvdb) & set(group.pvdb)
+        if clash:
+            raise ValueError(f"PV names served twice: {sorted(clash)}")
+        pvdb.update(group.pvdb)
+    return {"y": y, "x": x, "scaler": scaler, "camera": camera, "beam": beam}, pvdb
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sim.ioc", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--image", default=None, help="sample image (TIFF/PNG/JPEG/NPY); default: the built-in sample")
+    p.add_argument("--prefix", default="sim:", help="prefix of every PV")
+    p.add_argument("--y-motor", default="m2", help="y motor record name after the prefix")
+    p.add_argument("--x-motor", default="m1", help="x motor record name after the prefix")
+    p.add_argument("--pixel-size", type=float, default=1.0, help="stage distance between sample pixels (um)")
+    p.add_argument("--origin", type=float, nargs=2, default=(0.0, 0.0), metavar=("Y0", "X0"),
+                   help="stage position of sample pixel (0, 0)")
+    p.add_argument("--velocity", type=float, default=100.0, help="motor speed (um/s); 0 moves instantly")
+    p.add_argument("--settle-time", type=float, default=0.0, help="motor settle time .DLY (s)")
+    p.add_argument("--limits", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="soft limits of both motors (default: the sample extent + 10%%)")
+    p.add_argument("--dwell", type=float, default=0.0, help="initial scaler .TP and camera AcquireTime (s)")
+    p.add_argument("--flux", type=float, default=0.0, help="photons/s at the brightest value; 0: no noise")
+    p.add_argument("--frame-shape", type=int, nargs=2, default=(16, 16), metavar=("H", "W"))
+    p.add_argument("--seed", type=int, default=None, help="seed of the counting noise")
+    p.add_argument("--served-log", default=None, help="append a CSV line per reading served")
+    p.add_argument("--list-pvs", action="store_true", help="print the PV names and exit")
+    p.add_argument("--exit-on-stdin-eof", action="store_true",
+                   help="end when standard input closes (for a parent that owns this process)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the IOC until interrupted (SIGINT or SIGTERM)."""
+    args = _parser().parse_args(argv)
+    for label in ("velocity", "settle_time", "dwell", "flux"):
+        if getattr(args, label) < 0:
+            raise SystemExit(f"--{label.replace('_', '-')} must be >= 0, got {getattr(args, label)}")
+    try:
+        sample = SampleImage(args.image, pixel_size=args.pixel_size, origin=args.origin)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--image: {exc}") from None
+    parts, pvdb = build_ioc(sample, prefix=args.prefix, y_motor=args.y_motor, x_motor=args.x_motor,
+                            velocity=args.velocity, settle_time=args.settle_time, limits=args.limits,
+                            flux=args.flux, frame_shape=args.frame_shape, seed=args.seed,
+                            served_log=args.served_log)
+    if args.list_pvs:
+        print("\n".join(sorted(pvdb)))
+        return
+    os.environ.update(SERVER_LOOPBACK_ENV)
+    if args.exit_on_stdin_eof:
+        exit_when_stdin_closes()
+    if "CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC" not in os.environ:
+        # caproto holds each monitor update this long hoping to batch it with the next; at its
+        # default (10 ms) every move and count of a point-by-point scan waits for it.
+        caproto_server_common.HIGH_LOAD_TIMEOUT = 0.0005
+    port = os.environ.get("EPICS_CA_SERVER_PORT", "5064")
+
+    async def ready(async_lib):
+        for part in ("y", "x", "camera"):
+            await parts[part].initialise()
+        await parts["scaler"].preset_time.write(args.dwell)
+        await parts["camera"].acquire_time.write(args.dwell)
+        await parts["camera"].acquire_time_rbv.write(args.dwell)
+        h, w = sample.shape
+        y0, y1, x0, x1 = sample.extent()
+        print(f"{READY_LINE}: {len(pvdb)} PVs with prefix {args.prefix!r} on {LOOPBACK}:{port}; "
+              f"sample {h}x{w} px, y {y0:g}..{y1:g}, x {x0:g}..{x1:g} um; started {time.strftime('%H:%M:%S')}",
+              flush=True)
+
+    async def serve():
+        await LowLatencyContext(pvdb, [LOOPBACK]).run(startup_hook=ready)
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
