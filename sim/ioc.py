@@ -67,7 +67,7 @@ def exit_when_stdin_closes() -> None:
 
     def watch():
         try:
-            while sys.stdin.buffer.read(4096):
+            while os.read(0, 4096):  # the raw descriptor: no buffer lock to trip interpreter shutdown
                 pass
         finally:
             sys.stdout.flush()

@@ -111,20 +111,26 @@ class _ChildProcess:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout: float = 5.0) -> int | None:
-        """Interrupt the child, then kill it (its whole process group) if it lingers; return its exit code."""
+        """End the child and return its exit code.
+
+        Closing its standard input asks it to exit; if it lingers, its process group is interrupted,
+        then killed.
+        """
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGINT)
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout)
-            except ProcessLookupError:
-                pass
-        if self.process.stdin is not None:
+        if self.process.stdin is not None and not self.process.stdin.closed:
             self.process.stdin.close()
+        for sig in (None, signal.SIGINT, signal.SIGKILL):
+            if sig is not None:
+                try:
+                    os.killpg(self.process.pid, sig)
+                except ProcessLookupError:
+                    pass
+            try:
+                self.process.wait(timeout)
+                break
+            except subprocess.TimeoutExpired:
+                continue
         if self._reader is not None:
             self._reader.join(timeout)
         return self.process.returncode
