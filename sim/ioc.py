@@ -418,7 +418,7 @@ def build_ioc(sample: SampleImage, *, prefix: str = "sim:", y_motor: str = "m2",
     """
     if limits is None:
         y0, y1, x0, x1 = sample.extent()
-        span = max(y1 - y0, x1 - x0, sample.pixel_size)
+        span = max(y1 - y0, x1 - x0, *sample.pixel_yx)
         limits = (min(y0, x0) - 0.1 * span, max(y1, x1) + 0.1 * span)
     y = SimulatedMotorRecord(prefix + y_motor, velocity=velocity, limits=limits, settle_time=settle_time)
     x = SimulatedMotorRecord(prefix + x_motor, velocity=velocity, limits=limits, settle_time=settle_time)

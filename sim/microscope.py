@@ -132,7 +132,10 @@ class SimulatedMicroscope(Device):
         The sample: a 2-D array, or a TIFF/PNG/JPEG/NPY file. None: `default_sample`.
     name : str
         Device name; the fields read are ``{name}_y``, ``{name}_x`` and ``{name}_det``.
-    pixel_size : float
+    extent : ((y0, y1), (x0, x1)) or None
+        Stage coordinates of the first and last sample pixels; when given, it sets ``pixel_size``
+        and ``origin``. None: ``pixel_size`` and ``origin`` (default: pixel indices).
+    pixel_size : float or (py, px)
         Stage distance between sample pixels (µm).
     origin : (y0, x0)
         Stage position of sample pixel (0, 0).
@@ -161,11 +164,14 @@ class SimulatedMicroscope(Device):
     x = Cpt(SimulatedMotor)
     det = Cpt(SimulatedDetector)
 
-    def __init__(self, sample=None, *, name: str = "sim", pixel_size: float = 1.0, origin=(0.0, 0.0),
+    def __init__(self, sample=None, *, name: str = "sim", extent=None, pixel_size=1.0, origin=(0.0, 0.0),
                  velocity: float = 100.0, settle_time: float = 0.0, dwell: float = 0.01, flux: float = 0.0,
                  frame_shape=None, time_scale: float = 0.0, seed: int | None = None, **kwargs):
         super().__init__("", name=name, **kwargs)
-        optics = SampleImage(sample, pixel_size=pixel_size, origin=origin)
+        if extent is not None:
+            optics = SampleImage.from_extent(sample, extent)
+        else:
+            optics = SampleImage(sample, pixel_size=pixel_size, origin=origin)
         for label, v in (("velocity", velocity), ("dwell", dwell)):
             if not v > 0:
                 raise ValueError(f"{label} must be > 0, got {v}")
@@ -209,10 +215,10 @@ class SimulatedMicroscope(Device):
 
     def raster_time(self, y_num: int | None = None, x_num: int | None = None) -> float:
         """Simulated seconds of a full serpentine raster over the sample (``y_num`` x ``x_num`` points)."""
-        (h, w), p = self.shape, self.pixel_size
+        (h, w), (py, px) = self.shape, self.optics.pixel_yx
         y_num, x_num = y_num or h, x_num or w
-        y_step = (h - 1) * p / max(y_num - 1, 1)
-        x_step = (w - 1) * p / max(x_num - 1, 1)
+        y_step = (h - 1) * py / max(y_num - 1, 1)
+        x_step = (w - 1) * px / max(x_num - 1, 1)
         dwell = float(self.det.dwell.get())
         along_row = self.x.move_time(x_step)
         next_row = max(self.y.move_time(y_step), 0.0)

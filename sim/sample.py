@@ -40,25 +40,49 @@ class SampleImage:
     ----------
     sample : array, path or None
         A 2-D array, or a TIFF/PNG/JPEG/NPY file; None gives `default_sample`.
-    pixel_size : float
-        Stage distance between sample pixels (µm).
+    pixel_size : float or (py, px)
+        Stage distance between sample pixels (µm), one for both axes or one per axis.
     origin : (y0, x0)
         Stage position of pixel (0, 0).
+
+    Attributes
+    ----------
+    pixel_yx : (py, px)
+        Pixel size per axis.
     """
 
-    def __init__(self, sample=None, *, pixel_size: float = 1.0, origin=(0.0, 0.0)):
+    def __init__(self, sample=None, *, pixel_size: float | tuple[float, float] = 1.0, origin=(0.0, 0.0)):
         if sample is None:
             image = default_sample()
         elif isinstance(sample, (str, Path)):
             image = load_image(sample)
         else:
             image = as_image(sample, what="sample")
-        if not pixel_size > 0:
-            raise ValueError(f"pixel_size must be > 0, got {pixel_size}")
+        py, px = (pixel_size, pixel_size) if np.isscalar(pixel_size) else tuple(pixel_size)
+        if not (py > 0 and px > 0 and np.isfinite(py) and np.isfinite(px)):
+            raise ValueError(f"pixel_size must be finite and > 0, got {pixel_size}")
+        if not np.all(np.isfinite(origin)) or len(origin) != 2:
+            raise ValueError(f"origin must be a finite (y0, x0) pair, got {origin}")
         self.image = image
         self.peak = float(image.max())
-        self.pixel_size = float(pixel_size)
+        self.pixel_yx = (float(py), float(px))
+        self.pixel_size = self.pixel_yx[0] if py == px else self.pixel_yx
         self.origin = (float(origin[0]), float(origin[1]))
+
+    @classmethod
+    def from_extent(cls, sample, extent) -> SampleImage:
+        """Place ``sample`` so that its first and last pixels sit at ``extent = ((y0, y1), (x0, x1))``."""
+        probe = cls(sample)
+        try:
+            (y0, y1), (x0, x1) = ((float(a), float(b)) for a, b in extent)
+        except (TypeError, ValueError):
+            raise ValueError(f"extent must be ((y0, y1), (x0, x1)), got {extent!r}") from None
+        h, w = probe.shape
+        py = (y1 - y0) / (h - 1) if h > 1 else 1.0
+        px = (x1 - x0) / (w - 1) if w > 1 else 1.0
+        if not (py > 0 and px > 0):
+            raise ValueError(f"extent must increase along both axes, got {extent!r}")
+        return cls(probe.image, pixel_size=(py, px), origin=(y0, x0))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -67,14 +91,14 @@ class SampleImage:
 
     def extent(self) -> tuple[float, float, float, float]:
         """Stage coordinates ``(y_start, y_stop, x_start, x_stop)`` of the first and last pixels."""
-        (h, w), (y0, x0), p = self.shape, self.origin, self.pixel_size
-        return (y0, y0 + (h - 1) * p, x0, x0 + (w - 1) * p)
+        (h, w), (y0, x0), (py, px) = self.shape, self.origin, self.pixel_yx
+        return (y0, y0 + (h - 1) * py, x0, x0 + (w - 1) * px)
 
     def value_at(self, y: float, x: float) -> float:
         """The noiseless sample value with the beam at stage position (y, x)."""
         h, w = self.shape
-        r = min(max((y - self.origin[0]) / self.pixel_size, 0.0), h - 1.0)
-        c = min(max((x - self.origin[1]) / self.pixel_size, 0.0), w - 1.0)
+        r = min(max((y - self.origin[0]) / self.pixel_yx[0], 0.0), h - 1.0)
+        c = min(max((x - self.origin[1]) / self.pixel_yx[1], 0.0), w - 1.0)
         r0, c0 = min(int(r), max(h - 2, 0)), min(int(c), max(w - 2, 0))
         fr, fc = r - r0, c - c0
         r1, c1 = min(r0 + 1, h - 1), min(c0 + 1, w - 1)

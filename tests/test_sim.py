@@ -58,3 +58,14 @@ def test_bad_settings_and_moves_are_refused():
         scope.x.set(3.5)
     with pytest.raises(ValueError, match="finite"):
         scope.y.set(float("nan"))
+
+
+def test_extent_maps_the_image_onto_stage_coordinates():
+    img = np.arange(12, dtype=float).reshape(3, 4)
+    scope = SimulatedMicroscope(img, extent=((10.0, 12.0), (-3.0, 3.0)))
+    assert scope.extent() == (10.0, 12.0, -3.0, 3.0)
+    assert scope.optics.pixel_yx == (1.0, 2.0)
+    assert scope.sample_at(11.0, 1.0) == img[1, 2]
+    assert scope.sample_at(12.0, -2.0) == pytest.approx((img[2, 0] + img[2, 1]) / 2)
+    with pytest.raises(ValueError, match="extent"):
+        SimulatedMicroscope(img, extent=((1.0, 0.0), (0.0, 1.0)))
