@@ -54,7 +54,8 @@ def main(argv=None) -> int:
             stop["erd_ratio"] = args.erd_ratio
         t1 = time.perf_counter()
         (uid,) = RE(smart_scan([scope.det], scope.y, y0, y1, h, scope.x, x0, x1, w,
-                               sampler={"seed": args.seed, "stop": stop}, md={"purpose": "dry run"}))
+                               sampler={"seed": args.seed, "stop": stop}, beam_clock=lambda: scope.clock.now,
+                               md={"purpose": "dry run"}))
         wall = time.perf_counter() - t1
 
         run = catalog.client[uid]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,9 @@ class _SteeringReport(Device):
     fraction = Cpt(Signal, value=0.0, kind="hinted")
     erd_ratio = Cpt(Signal, value=np.nan, kind="normal")
     prediction_error = Cpt(Signal, value=np.nan, kind="normal")
+    recon_change = Cpt(Signal, value=np.nan, kind="normal")
+    wall_time = Cpt(Signal, value=0.0, kind="normal")
+    beam_time = Cpt(Signal, value=0.0, kind="normal")
     batch_points = Cpt(Signal, value=0, kind="normal")
     failed_points = Cpt(Signal, value=0, kind="normal")
     ask_time = Cpt(Signal, value=0.0, kind="normal")
@@ -79,11 +81,8 @@ def make_sampler(sampler: Sampler | dict | None, shape: tuple[int, int]) -> Samp
     kwargs = dict(sampler)
     stop = kwargs.get("stop")
     if isinstance(stop, (str, Path)):
-        try:
-            stop = json.loads(Path(stop).read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read stop criteria from {stop}: {exc}") from exc
-    if isinstance(stop, dict):
+        kwargs["stop"] = StopCriteria.from_json(stop)
+    elif isinstance(stop, dict):
         kwargs["stop"] = StopCriteria.from_dict(stop)
     return Sampler(shape, **kwargs)
 
@@ -155,6 +154,7 @@ def smart_scan(
     value_field: str | None = None,
     reduce: str = "sum",
     maps_every: int = 5,
+    beam_clock: Callable[[], float] | None = None,
     md: dict | None = None,
 ) -> MsgGenerator[str]:
     """Scan a 2-D region adaptively: measure where the ERD network expects to learn most.
@@ -184,6 +184,10 @@ def smart_scan(
         How a non-scalar (e.g. 2-D) reading becomes the steering value.
     maps_every : int
         Batches between snapshots of the maps in ``steering_maps``.
+    beam_clock : callable, optional
+        Returns the beam time spent so far in seconds (e.g. a simulated instrument's clock). Default:
+        the wall time the plan spends moving and reading, which excludes pauses and waiting for the
+        sampler. Reported every batch and checked against ``stop.max_beam_time``.
     md : dict, optional
         Metadata added to the start document.
 
@@ -210,6 +214,8 @@ def smart_scan(
         raise ValueError(f"reduce must be one of {sorted(_REDUCERS)}, got {reduce!r}")
     if int(maps_every) != maps_every or maps_every < 1:
         raise ValueError(f"maps_every must be an integer >= 1, got {maps_every}")
+    if beam_clock is not None and not callable(beam_clock):
+        raise ValueError(f"beam_clock must be a callable returning seconds, got {beam_clock!r}")
     y_num, x_num = int(y_num), int(x_num)
     shape = (y_num, x_num)
     steer = make_sampler(sampler, shape)
@@ -227,6 +233,7 @@ def smart_scan(
             "x_motor": repr(x_motor), "x_start": float(x_start), "x_stop": float(x_stop), "x_num": x_num,
             "sampler": sampler if isinstance(sampler, dict) or sampler is None else repr(sampler),
             "value_field": value_field, "reduce": reduce, "maps_every": int(maps_every),
+            "beam_clock": None if beam_clock is None else repr(beam_clock),
         },
         "plan_pattern": "adaptive",
         "detectors": [d.name for d in detectors],
@@ -247,10 +254,20 @@ def smart_scan(
     def to_pixel(y: float, x: float) -> tuple[int, int]:
         return int(grid_index(y, ys[0], ys[-1], y_num)), int(grid_index(x, xs[0], xs[-1], x_num))
 
-    def decide(points, values, failed, start):
+    beam = {"spent": 0.0, "origin": None}
+
+    def beam_time() -> float:
+        if beam_clock is None:
+            return beam["spent"]
+        now = float(beam_clock())
+        if beam["origin"] is None:
+            beam["origin"] = now
+        return now - beam["origin"]
+
+    def decide(points, values, failed, start, spent):
         t0 = time.perf_counter()
         if points is not None:
-            steer.tell(points, values, failed=failed)
+            steer.tell(points, values, failed=failed, beam_time=spent)
         t1 = time.perf_counter()
         nxt = steer.ask(start=start)
         t2 = time.perf_counter()
@@ -268,21 +285,25 @@ def smart_scan(
             y0 = yield from bps.rd(y_motor)
             x0 = yield from bps.rd(x_motor)
             start = to_pixel(float(y0), float(x0)) if y0 is not None and x0 is not None else None
-            points, _, ask_time = yield from _off_loop(executor, lambda: decide(None, None, None, start))
+            beam_time()  # the clock's origin: the start of the scan
+            points, _, ask_time = yield from _off_loop(executor, lambda: decide(None, None, None, start, None))
             batch = 0
             while len(points):
                 values = np.full(len(points), np.nan)
                 for k, (i, j) in enumerate(points):
                     yield from bps.checkpoint()
+                    t_point = time.perf_counter()
                     yield from bps.mv(y_motor, ys[i], x_motor, xs[j])
                     reading = yield from bps.trigger_and_read(readables)
+                    beam["spent"] += time.perf_counter() - t_point
                     if field not in reading:
                         raise ValueError(f"value_field {field!r} is not among the fields read: {sorted(reading)}")
                     values[k] = _scalar(reading[field]["value"], reduce)
                 failed = ~np.isfinite(values)
                 start = tuple(points[-1])
+                spent = beam_time()
                 nxt, tell_time, next_ask_time = yield from _off_loop(
-                    executor, lambda p=points, v=values, f=failed, s=start: decide(p, v, f, s)
+                    executor, lambda p=points, v=values, f=failed, s=start, b=spent: decide(p, v, f, s, b)
                 )
                 signals = steer.signals
                 batch += 1
@@ -292,6 +313,9 @@ def smart_scan(
                 report.fraction.put(steer.fraction)
                 report.erd_ratio.put(float(signals.get("erd_ratio", np.nan)))
                 report.prediction_error.put(float(signals.get("prediction_error", np.nan)))
+                report.recon_change.put(float(signals.get("recon_change", np.nan)))
+                report.wall_time.put(float(signals.get("wall_time", np.nan)))
+                report.beam_time.put(spent)
                 report.batch_points.put(len(points))
                 report.failed_points.put(int(failed.sum()))
                 report.ask_time.put(ask_time)

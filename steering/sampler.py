@@ -153,6 +153,10 @@ class Sampler:
         self._offset = 0.0
         self._erd_total0: float | None = None
         self._errors: deque = deque(maxlen=self.stop_.error_window)
+        self._changes: deque = deque(maxlen=self.stop_.error_window)
+        self._change_sum = 0.0
+        self._started: float | None = None
+        self._beam_time: float | None = None
         self._stop_reason: str | None = None
         self.history_: list[dict] = []
         self.ask_times_: list[float] = []
@@ -224,13 +228,25 @@ class Sampler:
 
     @property
     def signals(self) -> dict:
-        """Current values of the stop signals."""
+        """Current values of the stop signals.
+
+        ``n_measured``, ``n_pixels``, ``fraction``; once defined: ``wall_time`` (s since the first
+        `ask`), ``beam_time`` (as last told), ``erd_total`` and ``erd_ratio`` (to its value after
+        the initial pattern), ``prediction_error`` and ``recon_change`` (running means over the
+        newest ``stop.error_window`` points, in units of `intensity_scale`).
+        """
         s = {"n_measured": self._n_measured, "n_pixels": self._n, "fraction": self.fraction}
+        if self._started is not None:
+            s["wall_time"] = time.perf_counter() - self._started
+        if self._beam_time is not None:
+            s["beam_time"] = self._beam_time
         if self._ready and self._erd_total0:
             s["erd_total"] = float(self._erd.sum(dtype=np.float64))
             s["erd_ratio"] = s["erd_total"] / self._erd_total0
         if len(self._errors) == self._errors.maxlen:
             s["prediction_error"] = float(np.mean(self._errors))
+        if len(self._changes) == self._changes.maxlen:
+            s["recon_change"] = float(np.mean(self._changes))
         return s
 
     # ------------------------------------------------------------------ ask / tell
@@ -249,6 +265,8 @@ class Sampler:
         (k, 2) int64 array of (row, col), k <= n; (0, 2) once `done`.
         """
         t0 = time.perf_counter()
+        if self._started is None:
+            self._started = t0
         if n is not None and (int(n) != n or n < 1):
             raise ValueError(f"n must be an integer >= 1, got {n}")
         if start is not None:
@@ -274,7 +292,7 @@ class Sampler:
         self.ask_times_.append(time.perf_counter() - t0)
         return pts
 
-    def tell(self, points, values, *, failed=None) -> None:
+    def tell(self, points, values, *, failed=None, beam_time: float | None = None) -> None:
         """Report measured values.
 
         Parameters
@@ -286,6 +304,9 @@ class Sampler:
             Measured values; finite unless marked failed.
         failed : (k,) bool array, optional
             Points whose measurement failed: their values are ignored and they can be asked again.
+        beam_time : float, optional
+            Seconds of beam time the scan has spent so far (moves and exposures), for the
+            ``max_beam_time`` limit.
         """
         t0 = time.perf_counter()
         pts = _as_points(points, self.shape)
@@ -295,6 +316,10 @@ class Sampler:
         fail = np.zeros(len(pts), bool) if failed is None else np.asarray(failed, dtype=bool)
         if fail.shape != (len(pts),):
             raise ValueError(f"failed must have shape ({len(pts)},) to match points, got {fail.shape}")
+        if beam_time is not None:
+            if not (np.isfinite(beam_time) and beam_time >= 0):
+                raise ValueError(f"beam_time must be a finite number >= 0, got {beam_time}")
+            self._beam_time = float(beam_time)
         bad = ~np.isfinite(vals) & ~fail
         if bad.any():
             raise ValueError(
@@ -313,13 +338,17 @@ class Sampler:
             return
         if self._ready:
             predicted = self._recon.ravel()[flat]
-            self._errors.extend((np.abs(predicted - vals) / self._scale).tolist())
+            surprise = np.abs(predicted - vals) / self._scale
+            self._errors.extend(surprise.tolist())
         self._values.ravel()[flat] = vals
         self._measured.ravel()[flat] = True
         self._order.append(flat)
         self._n_measured += len(flat)
         if self._ready:
+            self._change_sum = float(surprise.sum())
             self._update(flat)
+            # how much the whole image moved per new point: the distortion reduction actually realised
+            self._changes.extend([self._change_sum / len(flat)] * len(flat))
         elif (self._initial_queue is not None and len(self._initial_queue) == 0 and not self._pending.any()) or (
             self._n_measured >= self._n_initial()
         ):
@@ -426,6 +455,9 @@ class Sampler:
         if len(query) == 0:
             return
         recon, feats = self._reconstruct_and_featurise(query, points, update_distance=local)
+        if self._ready:
+            change = np.abs(recon - self._recon.ravel()[query] / self._scale)
+            self._change_sum += float(change[np.isfinite(change)].sum())
         self._recon.ravel()[query] = recon * self._scale
         self._erd.ravel()[query] = self.model_.predict_erd(feats)
 

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
-__all__ = ["StopCriteria"]
+__all__ = ["StopCriteria", "DATA_RULES", "LIMITS"]
+
+#: Rules that watch a signal of the scan and fire when it falls to their threshold.
+DATA_RULES = ("erd_ratio", "prediction_error", "recon_change")
+#: Hard limits: each ends the scan on its own, whatever ``combine`` says.
+LIMITS = ("max_fraction", "max_points", "max_wall_time", "max_beam_time")
 
 
 @dataclass(frozen=True)
 class StopCriteria:
-    """Rules that end a scan; the first one that fires stops it.
+    """Rules that end a scan.
+
+    Hard limits (``max_fraction``, ``max_points``, ``max_wall_time``, ``max_beam_time``, and full
+    coverage) end the scan as soon as one is reached. The data-driven rules (``erd_ratio``,
+    ``prediction_error``, ``recon_change``) each fire when their signal falls to their threshold;
+    with ``combine="any"`` one of them suffices, with ``"all"`` every rule set must hold at the same
+    batch. None fires below ``min_fraction``. ``python -m steering.tune`` finds thresholds for a
+    target quality on past scans.
 
     Parameters
     ----------
@@ -20,22 +34,39 @@ class StopCriteria:
         unless another rule fires).
     max_points : int or None
         Stop once this many points are measured.
+    max_wall_time : float or None
+        Stop once this many seconds have passed since the sampler's first `ask` (wall clock, pauses
+        included).
+    max_beam_time : float or None
+        Stop once the beam time reported to `Sampler.tell` (seconds spent moving and measuring;
+        `smart_scan` reports it) reaches this.
     erd_ratio : float or None
         Stop when the predicted total ERD of the unmeasured pixels falls to this fraction of its
         value right after the initial pattern (e.g. 0.05).
     prediction_error : float or None
         Stop when the running mean of ``|predicted - measured|`` at the newest points, in units of
         the intensity scale (the spread of the initial measurements), falls to this value.
+    recon_change : float or None
+        Stop when the reconstruction has settled: the mean change of the whole image per newly
+        measured point (sum of ``|change|`` over all pixels, in units of the intensity scale, per
+        point; averaged over the newest ``error_window`` points) falls to this value.
+    combine : {"any", "all"}
+        Whether one data-driven rule suffices or all of those set must hold together.
     error_window : int
-        How many of the newest points the running prediction error averages over.
+        How many of the newest points the running signals (prediction error, reconstruction
+        change) average over.
     min_fraction : float
-        The data-driven rules (``erd_ratio``, ``prediction_error``) never fire below this fraction.
+        The data-driven rules never fire below this fraction.
     """
 
     max_fraction: float | None = 0.25
     max_points: int | None = None
+    max_wall_time: float | None = None
+    max_beam_time: float | None = None
     erd_ratio: float | None = None
     prediction_error: float | None = None
+    recon_change: float | None = None
+    combine: str = "any"
     error_window: int = 200
     min_fraction: float = 0.02
 
@@ -46,8 +77,12 @@ class StopCriteria:
             raise ValueError(f"max_points must be an integer >= 1, got {self.max_points}")
         if self.erd_ratio is not None and not (0.0 < float(self.erd_ratio) < 1.0):
             raise ValueError(f"erd_ratio must be in (0, 1), got {self.erd_ratio}")
-        if self.prediction_error is not None and not float(self.prediction_error) > 0.0:
-            raise ValueError(f"prediction_error must be > 0, got {self.prediction_error}")
+        for rule in ("prediction_error", "recon_change", "max_wall_time", "max_beam_time"):
+            value = getattr(self, rule)
+            if value is not None and not (float(value) > 0.0 and math.isfinite(float(value))):
+                raise ValueError(f"{rule} must be a finite number > 0, got {value}")
+        if self.combine not in ("any", "all"):
+            raise ValueError(f"combine must be 'any' or 'all', got {self.combine!r}")
         if int(self.error_window) != self.error_window or self.error_window < 1:
             raise ValueError(f"error_window must be an integer >= 1, got {self.error_window}")
         if not (0.0 <= float(self.min_fraction) <= 1.0):
@@ -62,11 +97,16 @@ class StopCriteria:
             cap = min(cap, int(self.max_points))
         return cap
 
-    def check(self, signals: dict) -> str | None:
-        """Return a short reason if a rule fires for these signals, else None.
+    @property
+    def rules(self) -> dict[str, float]:
+        """The data-driven rules that are set, with their thresholds."""
+        return {rule: float(getattr(self, rule)) for rule in DATA_RULES if getattr(self, rule) is not None}
 
-        ``signals`` holds ``n_measured``, ``n_pixels``, ``fraction`` and, where known,
-        ``erd_ratio`` and ``prediction_error``.
+    def check(self, signals: dict) -> str | None:
+        """Return a short reason if the criteria end the scan at these signals, else None.
+
+        ``signals`` holds ``n_measured``, ``n_pixels``, ``fraction`` and, where known, ``wall_time``,
+        ``beam_time``, ``erd_ratio``, ``prediction_error`` and ``recon_change``.
         """
         n, total, frac = signals["n_measured"], signals["n_pixels"], signals["fraction"]
         if n >= total:
@@ -75,15 +115,36 @@ class StopCriteria:
             return f"max_points reached: {n} points measured (limit {self.max_points})"
         if self.max_fraction is not None and n >= self.point_budget(total):
             return f"max_fraction reached: {frac:.4f} of the grid measured (limit {self.max_fraction})"
-        if frac < self.min_fraction:
+        for limit, signal in (("max_wall_time", "wall_time"), ("max_beam_time", "beam_time")):
+            value, cap = signals.get(signal), getattr(self, limit)
+            if cap is not None and value is not None and value >= cap:
+                return f"{limit} reached: {value:.1f} s (limit {cap} s) at fraction {frac:.4f}"
+        if frac < self.min_fraction or not self.rules:
             return None
-        ratio = signals.get("erd_ratio")
-        if self.erd_ratio is not None and ratio is not None and ratio <= self.erd_ratio:
-            return f"erd_ratio fell to {ratio:.4g} (threshold {self.erd_ratio}) at fraction {frac:.4f}"
-        err = signals.get("prediction_error")
-        if self.prediction_error is not None and err is not None and err <= self.prediction_error:
-            return f"prediction_error fell to {err:.4g} (threshold {self.prediction_error}) at fraction {frac:.4f}"
-        return None
+        met = {}
+        for rule, threshold in self.rules.items():
+            value = signals.get(rule)
+            if value is not None and math.isfinite(value) and value <= threshold:
+                met[rule] = (value, threshold)
+        if not met or (self.combine == "all" and len(met) < len(self.rules)):
+            return None
+        said = " and ".join(f"{rule} fell to {v:.4g} (threshold {t:g})" for rule, (v, t) in met.items())
+        return f"{said} at fraction {frac:.4f}"
+
+    def status(self, signals: dict) -> dict[str, dict]:
+        """Every rule and limit that is set: its current value, its threshold and whether it is met."""
+        out = {}
+        sources = {"max_fraction": "fraction", "max_points": "n_measured", "max_wall_time": "wall_time",
+                   "max_beam_time": "beam_time", **{rule: rule for rule in DATA_RULES}}
+        for name, source in sources.items():
+            threshold = getattr(self, name)
+            if threshold is None:
+                continue
+            value = signals.get(source)
+            known = value is not None and math.isfinite(value)
+            met = known and (value <= threshold if name in DATA_RULES else value >= threshold)
+            out[name] = {"value": value if known else None, "threshold": threshold, "met": bool(met)}
+        return out
 
     def to_dict(self) -> dict:
         """Plain-dict form (JSON-friendly)."""
@@ -101,3 +162,21 @@ class StopCriteria:
     def to_json(self) -> str:
         """JSON text of `to_dict`."""
         return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, source: str | Path) -> StopCriteria:
+        """Build from a JSON file (path) or JSON text; errors name the file and what was wrong."""
+        text = str(source)
+        if not text.lstrip().startswith("{"):
+            path = Path(source)
+            try:
+                text = path.read_text()
+            except OSError as exc:
+                raise ValueError(f"cannot read stop criteria file {str(path)!r}: {exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"stop criteria {str(source)[:80]!r} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"stop criteria must be a JSON object, got {type(data).__name__}")
+        return cls.from_dict(data)

@@ -1,0 +1,443 @@
+"""Tune stopping criteria on reference images: ``python -m steering.tune``.
+
+A scientist names a target quality (SSIM, PSNR or NRMSE against the full scan). The `Sampler` is
+replayed on reference images (full raster scans: image files, or arrays read back from a catalog),
+recording at every batch the quality it has reached and the value of every data-driven stop
+signal. Because a stop rule only decides *when* the replay ends, never *where* it samples, one
+replay per image (up to the cap) tells when any threshold would have stopped it. For each rule the
+tool reports the signal's value where each image reached the target, the threshold that best
+stops every image there, and how far off that stop lands; it writes the best rule as a
+`StopCriteria` JSON file the plan loads, a figure and a short text report.
+
+    python -m steering.tune IMAGES... --target ssim=0.90 [--cap 0.5] [--out stop.json]
+        [--figure tune.png] [--report tune.txt] [--holdout IMAGES...] [--seed 0]
+
+IMAGES are files (TIFF/PNG/JPEG/NPY) or folders of them; ``--holdout`` images are not used to
+choose thresholds, only to check them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from steering.images import as_image, load_image
+from steering.metrics import nrmse, psnr, ssim
+from steering.sampler import Sampler
+from steering.stopping import DATA_RULES, StopCriteria
+
+__all__ = ["Trace", "RuleFit", "TuneResult", "replay", "tune", "evaluate", "find_images", "main"]
+
+METRICS = {"ssim": (ssim, True), "psnr": (psnr, True), "nrmse": (nrmse, False)}  # (function, higher is better)
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")
+
+
+@dataclass
+class Trace:
+    """One replay: per batch, the fraction measured, the quality reached and the stop signals.
+
+    Attributes
+    ----------
+    name : str
+        The reference image.
+    shape : (H, W)
+    metric : str
+        Quality metric recorded (``ssim``, ``psnr`` or ``nrmse``).
+    fraction : (k,) array
+        Fraction measured after each batch.
+    quality : (k,) array
+        The metric of the reconstruction against the reference after each batch.
+    signals : dict of (k,) arrays
+        Each stop signal after each batch (NaN while it is not yet defined), plus ``n_measured``.
+    cap : float
+        The replay's max_fraction.
+    """
+
+    name: str
+    shape: tuple[int, int]
+    metric: str
+    fraction: np.ndarray
+    quality: np.ndarray
+    signals: dict[str, np.ndarray]
+    cap: float
+
+    def reached(self, target: float) -> float | None:
+        """First fraction at which the quality met ``target`` (None if it never did below the cap)."""
+        higher = METRICS[self.metric][1]
+        ok = self.quality >= target if higher else self.quality <= target
+        hit = np.flatnonzero(ok)
+        return float(self.fraction[hit[0]]) if len(hit) else None
+
+    def stop(self, criteria: StopCriteria) -> tuple[float, str]:
+        """Fraction and reason at which ``criteria`` would have ended this replay (the cap otherwise)."""
+        n_pixels = self.shape[0] * self.shape[1]
+        for i in range(len(self.fraction)):
+            signals = {"n_measured": int(self.signals["n_measured"][i]), "n_pixels": n_pixels,
+                       "fraction": float(self.fraction[i])}
+            for rule in DATA_RULES:
+                value = self.signals[rule][i]
+                if np.isfinite(value):
+                    signals[rule] = float(value)
+            reason = criteria.check(signals)
+            if reason is not None:
+                return float(self.fraction[i]), reason
+        return float(self.fraction[-1]), f"replay ended at its cap {self.cap}"
+
+
+@dataclass
+class RuleFit:
+    """How one rule would have stopped the tuning images at the target.
+
+    Attributes
+    ----------
+    rule : str
+    at_target : dict
+        The rule's signal where each image reached the target.
+    threshold : float or None
+        The threshold that stops the tuning images closest to their targets (None: no usable value).
+    stops : dict
+        Fraction at which that threshold stops each image.
+    errors : dict
+        Relative stop error per image: ``stop / target - 1``.
+    """
+
+    rule: str
+    at_target: dict[str, float]
+    threshold: float | None
+    stops: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        """Mean absolute relative error (lower is better; inf without a threshold)."""
+        return float(np.mean(np.abs(list(self.errors.values())))) if self.errors else float("inf")
+
+    @property
+    def worst(self) -> float:
+        """Largest absolute relative error."""
+        return float(np.max(np.abs(list(self.errors.values())))) if self.errors else float("inf")
+
+
+@dataclass
+class TuneResult:
+    """What `tune` found.
+
+    Attributes
+    ----------
+    criteria : StopCriteria
+        The recommendation: the best rule at its threshold, with the cap and minimum fraction.
+    best : str
+        The recommended rule.
+    fits : dict of RuleFit
+        Every rule's fit.
+    traces : dict of Trace
+        The replays of the tuning images.
+    targets : dict
+        Fraction at which each tuning image reached the target (None: never).
+    metric, target : str, float
+    """
+
+    criteria: StopCriteria
+    best: str
+    fits: dict[str, RuleFit]
+    traces: dict[str, Trace]
+    targets: dict[str, float | None]
+    metric: str
+    target: float
+
+
+def replay(image, *, name: str = "image", metric: str = "ssim", cap: float = 0.5, seed: int | None = 0,
+           model=None, batch_size: int | None = None) -> Trace:
+    """Run the `Sampler` on a reference image up to ``cap``, recording quality and stop signals per batch.
+
+    Parameters
+    ----------
+    image : 2-D array
+        The full raster scan (the truth).
+    name : str
+        Label for reports.
+    metric : {"ssim", "psnr", "nrmse"}
+    cap : float
+        Fraction at which the replay ends.
+    seed, model, batch_size
+        Passed to `Sampler`; keep them as the scans will use them.
+    """
+    image = as_image(image, what=name)
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
+    if not 0.0 < cap <= 1.0:
+        raise ValueError(f"cap must be in (0, 1], got {cap}")
+    score = METRICS[metric][0]
+    sampler = Sampler(image.shape, model=model, batch_size=batch_size, seed=seed,
+                      stop=StopCriteria(max_fraction=cap, min_fraction=0.0))
+    fraction, quality = [], []
+    signals: dict[str, list] = {rule: [] for rule in ("n_measured", *DATA_RULES)}
+    while not sampler.done:
+        points = sampler.ask()
+        if len(points) == 0:
+            break
+        sampler.tell(points, image[points[:, 0], points[:, 1]])
+        recon = sampler.reconstruction
+        if not np.all(np.isfinite(recon)):
+            continue
+        current = sampler.signals
+        fraction.append(sampler.fraction)
+        quality.append(score(image, recon))
+        signals["n_measured"].append(sampler.n_measured)
+        for rule in DATA_RULES:
+            signals[rule].append(current.get(rule, np.nan))
+    return Trace(name, image.shape, metric, np.asarray(fraction), np.asarray(quality),
+                 {k: np.asarray(v, dtype=np.float64) for k, v in signals.items()}, float(cap))
+
+
+def _signal_at(trace: Trace, rule: str, fraction: float) -> float:
+    i = int(np.searchsorted(trace.fraction, fraction))
+    values = trace.signals[rule][: i + 1]
+    finite = values[np.isfinite(values)]
+    return float(finite[-1]) if len(finite) else float("nan")
+
+
+def _fit_rule(rule: str, traces: dict[str, Trace], targets: dict[str, float], min_fraction: float,
+              cap: float) -> RuleFit:
+    at_target = {name: _signal_at(traces[name], rule, f) for name, f in targets.items()}
+    usable = [v for v in at_target.values() if np.isfinite(v) and v > 0]
+    if not usable:
+        return RuleFit(rule, at_target, None)
+    # Candidates: every value the signal took near the targets, on a log grid spanning them.
+    lo, hi = min(usable), max(usable)
+    candidates = np.unique(np.concatenate([np.geomspace(lo / 2, hi * 2, 200), usable]))
+    best = None
+    for t in candidates:
+        criteria = StopCriteria(max_fraction=cap, min_fraction=min_fraction, **{rule: float(t)})
+        stops = {name: traces[name].stop(criteria)[0] for name in targets}
+        errors = {name: stops[name] / targets[name] - 1.0 for name in targets}
+        key = (float(np.mean(np.abs(list(errors.values())))), float(np.max(np.abs(list(errors.values())))))
+        if best is None or key < best[0]:
+            best = (key, float(t), stops, errors)
+    _, threshold, stops, errors = best
+    return RuleFit(rule, at_target, threshold, stops, errors)
+
+
+def tune(references: dict[str, np.ndarray], *, metric: str = "ssim", target: float = 0.9, cap: float = 0.5,
+         min_fraction: float = 0.02, seed: int | None = 0, model=None, batch_size: int | None = None,
+         progress: bool = True) -> TuneResult:
+    """Find, for each stop rule, the threshold that stops the reference scans where they reach ``target``.
+
+    Parameters
+    ----------
+    references : dict of name -> 2-D array
+        Full raster scans.
+    metric : {"ssim", "psnr", "nrmse"}
+        Quality measure; SSIM and PSNR must reach at least ``target``, NRMSE at most.
+    target : float
+        The quality the scans should stop at.
+    cap : float
+        The scans' max_fraction (also where replays end).
+    min_fraction : float
+        No data-driven rule fires below this fraction.
+    seed, model, batch_size
+        The `Sampler` settings the scans will use.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    TuneResult
+    """
+    if not references:
+        raise ValueError("no reference images given")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
+    traces = {}
+    for name, image in tqdm(references.items(), desc="replaying references", unit="image", disable=not progress):
+        traces[name] = replay(image, name=name, metric=metric, cap=cap, seed=seed, model=model,
+                              batch_size=batch_size)
+    targets = {name: trace.reached(target) for name, trace in traces.items()}
+    reached = {name: f for name, f in targets.items() if f is not None}
+    if not reached:
+        raise ValueError(f"no reference reached {metric} {target} below the cap {cap}: "
+                         "lower the target or raise the cap")
+    fits = {rule: _fit_rule(rule, traces, reached, min_fraction, cap) for rule in DATA_RULES}
+    best = min(fits, key=lambda r: (fits[r].score, fits[r].worst))
+    if fits[best].threshold is None:
+        raise ValueError("no stop signal was defined at the targets")
+    criteria = StopCriteria(max_fraction=cap, min_fraction=min_fraction, **{best: fits[best].threshold})
+    return TuneResult(criteria, best, fits, traces, targets, metric, target)
+
+
+def evaluate(criteria: StopCriteria, references: dict[str, np.ndarray], *, metric: str = "ssim",
+             target: float = 0.9, seed: int | None = 0, model=None, batch_size: int | None = None,
+             progress: bool = True, traces: dict[str, Trace] | None = None) -> list[dict]:
+    """Apply ``criteria`` to references and compare where they stop with where the target was reached.
+
+    Returns one row per image: ``image``, ``target_fraction`` (None if never reached below the cap),
+    ``stop_fraction``, ``error`` (relative), ``quality_at_stop``, ``reason``.
+    """
+    cap = criteria.max_fraction or 1.0
+    traces = dict(traces or {})
+    for name, image in tqdm(references.items(), desc="replaying held-out", unit="image", disable=not progress):
+        if name not in traces:
+            traces[name] = replay(image, name=name, metric=metric, cap=cap, seed=seed, model=model,
+                                  batch_size=batch_size)
+    rows = []
+    for name in references:
+        trace = traces[name]
+        reached = trace.reached(target)
+        stop, reason = trace.stop(criteria)
+        i = int(np.searchsorted(trace.fraction, stop))
+        rows.append({"image": name, "target_fraction": reached, "stop_fraction": stop,
+                     "error": None if reached is None else stop / reached - 1.0,
+                     "quality_at_stop": float(trace.quality[min(i, len(trace.quality) - 1)]), "reason": reason})
+    return rows
+
+
+def find_images(paths) -> dict[str, np.ndarray]:
+    """Load image files, and every image file in folders, keyed by file name."""
+    images = {}
+    for p in map(Path, paths):
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.exists():
+            files = [p]
+        else:
+            raise FileNotFoundError(f"no such image or folder: {p}")
+        for f in files:
+            images[f.name if f.name not in images else str(f)] = load_image(f)
+    if not images:
+        raise ValueError(f"no images found in {[str(p) for p in paths]}")
+    return images
+
+
+def format_report(result: TuneResult, holdout: list[dict] | None = None) -> str:
+    """A short text report: targets, each rule's fit, the recommendation and the held-out check."""
+    lines = [f"Target: {result.metric} {'>=' if METRICS[result.metric][1] else '<='} {result.target} "
+             f"(cap {result.criteria.max_fraction}, min_fraction {result.criteria.min_fraction})", "",
+             "Fraction at which each tuning image reached the target:"]
+    for name, f in result.targets.items():
+        lines.append(f"  {name:40s} {'not reached' if f is None else f'{f:.4f}'}")
+    lines += ["", "Per rule: signal at the target (min / median / max over images), best threshold, stop error:"]
+    for rule, fit in result.fits.items():
+        vals = np.array([v for v in fit.at_target.values() if np.isfinite(v)])
+        spread = f"{vals.min():.4g} / {np.median(vals):.4g} / {vals.max():.4g}" if len(vals) else "undefined"
+        thr = "none" if fit.threshold is None else f"{fit.threshold:.4g}"
+        lines.append(f"  {rule:17s} at target {spread:32s} threshold {thr:>10s}  "
+                     f"mean |error| {100 * fit.score:5.1f}%  worst {100 * fit.worst:5.1f}%")
+        for name, stop in fit.stops.items():
+            lines.append(f"      {name:36s} stops at {stop:.4f} (target {result.targets[name]:.4f}, "
+                         f"{100 * fit.errors[name]:+.1f}%)")
+    lines += ["", f"Recommended: {result.best} <= {result.fits[result.best].threshold:.4g}",
+              json.dumps(result.criteria.to_dict())]
+    if holdout:
+        lines += ["", "Held-out images (not used for the thresholds):",
+                  f"  {'image':36s} {'target':>8s} {'stop':>8s} {'error':>8s} {result.metric:>8s}  reason"]
+        for row in holdout:
+            tf = "never" if row["target_fraction"] is None else f"{row['target_fraction']:.4f}"
+            err = "" if row["error"] is None else f"{100 * row['error']:+.1f}%"
+            lines.append(f"  {row['image']:36s} {tf:>8s} {row['stop_fraction']:8.4f} {err:>8s} "
+                         f"{row['quality_at_stop']:8.4f}  {row['reason']}")
+    return "\n".join(lines)
+
+
+def plot(result: TuneResult, path, holdout_traces: dict[str, Trace] | None = None) -> Path:
+    """Figure: quality and each rule's signal versus fraction, thresholds and recommended stops marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    traces = {**result.traces, **(holdout_traces or {})}
+    panels = ["quality", *DATA_RULES]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), constrained_layout=True)
+    colours = plt.cm.tab20(np.linspace(0, 1, max(len(traces), 1)))
+    for (name, trace), colour in zip(traces.items(), colours, strict=False):
+        held = holdout_traces is not None and name in holdout_traces
+        style = dict(color=colour, lw=1.2, ls="--" if held else "-", label=name + (" (held out)" if held else ""))
+        stop, _ = trace.stop(result.criteria)
+        for ax, panel in zip(axes, panels, strict=True):
+            y = trace.quality if panel == "quality" else trace.signals[panel]
+            ax.plot(trace.fraction, y, **style)
+            i = min(int(np.searchsorted(trace.fraction, stop)), len(y) - 1)
+            ax.plot([trace.fraction[i]], [y[i]], "o", color=colour, ms=4)
+    axes[0].axhline(result.target, color="k", lw=0.8, ls=":")
+    axes[0].set_ylabel(result.metric)
+    axes[0].set_title(f"quality (target {result.target}; dots: recommended stop)", fontsize=9)
+    for ax, rule in zip(axes[1:], DATA_RULES, strict=True):
+        ax.set_yscale("log")
+        thr = result.fits[rule].threshold
+        if thr is not None:
+            ax.axhline(thr, color="k", lw=0.8, ls=":")
+        mark = " (recommended)" if rule == result.best else ""
+        ax.set_title(f"{rule}{mark}: threshold {thr:.3g}" if thr else rule, fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("fraction measured")
+    axes[0].legend(fontsize=6, loc="lower right")
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _parse_target(text: str) -> tuple[str, float]:
+    try:
+        metric, value = text.split("=")
+        metric = metric.strip().lower()
+        value = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"target must look like ssim=0.90, got {text!r}") from None
+    if metric not in METRICS:
+        raise argparse.ArgumentTypeError(f"target metric must be one of {sorted(METRICS)}, got {metric!r}")
+    return metric, value
+
+
+def main(argv=None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(prog="python -m steering.tune", description=__doc__.split("\n\n")[0])
+    ap.add_argument("images", nargs="+", help="reference full scans: image files or folders")
+    ap.add_argument("--target", type=_parse_target, default=("ssim", 0.9), help="quality to stop at, e.g. ssim=0.90")
+    ap.add_argument("--cap", type=float, default=0.5, help="max_fraction of the scans (replays end there)")
+    ap.add_argument("--min-fraction", type=float, default=0.02, help="no data-driven stop below this fraction")
+    ap.add_argument("--holdout", nargs="*", default=[], help="images to check the thresholds on, not to tune them")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default=None, help="ERD model file (default: the shipped one)")
+    ap.add_argument("--out", default="stop_criteria.json",
+                    help="StopCriteria JSON for smart_scan(sampler={'stop': ...})")
+    ap.add_argument("--figure", default="stop_tuning.png")
+    ap.add_argument("--report", default="stop_tuning.txt")
+    args = ap.parse_args(argv)
+    metric, target = args.target
+    t0 = time.perf_counter()
+    try:
+        references = find_images(args.images)
+        holdout_images = find_images(args.holdout) if args.holdout else {}
+        overlap = set(references) & set(holdout_images)
+        if overlap:
+            raise ValueError(f"images both tuned on and held out: {sorted(overlap)}")
+        result = tune(references, metric=metric, target=target, cap=args.cap, min_fraction=args.min_fraction,
+                      seed=args.seed, model=args.model)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    holdout, holdout_traces = None, None
+    if holdout_images:
+        holdout_traces = {name: replay(img, name=name, metric=metric, cap=args.cap, seed=args.seed, model=args.model)
+                          for name, img in tqdm(holdout_images.items(), desc="replaying held-out", unit="image")}
+        holdout = evaluate(result.criteria, holdout_images, metric=metric, target=target, traces=holdout_traces,
+                           progress=False)
+    Path(args.out).write_text(result.criteria.to_json() + "\n")
+    plot(result, args.figure, holdout_traces)
+    report = format_report(result, holdout)
+    Path(args.report).write_text(report + "\n")
+    print(report)
+    print(f"\nwrote {args.out}, {args.figure}, {args.report} in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Stop rules on constructed signals (each fires when, and only when, it should), and the tuning replay."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from steering import Sampler, StopCriteria
+from steering.stopping import DATA_RULES, LIMITS
+from steering.tune import evaluate, replay, tune
+
+
+def _signals(n=100, total=1000, **extra):
+    return {"n_measured": n, "n_pixels": total, "fraction": n / total, **extra}
+
+
+@pytest.mark.parametrize(
+    ("criteria", "below", "at"),
+    [
+        (StopCriteria(max_fraction=0.3), _signals(299), _signals(300)),
+        (StopCriteria(max_fraction=None, max_points=50), _signals(49), _signals(50)),
+        (StopCriteria(max_wall_time=10.0), _signals(wall_time=9.99), _signals(wall_time=10.0)),
+        (StopCriteria(max_beam_time=60.0), _signals(beam_time=59.9), _signals(beam_time=60.5)),
+    ],
+)
+def test_each_hard_limit_fires_exactly_when_reached(criteria, below, at):
+    assert criteria.check(below) is None
+    reason = criteria.check(at)
+    assert reason is not None and reason.split()[0] in LIMITS
+
+
+def test_full_coverage_always_stops():
+    assert StopCriteria(max_fraction=None).check(_signals(1000)) == "all 1000 pixels measured"
+
+
+@pytest.mark.parametrize("rule", DATA_RULES)
+def test_each_data_rule_fires_at_its_threshold_and_not_above(rule):
+    criteria = StopCriteria(max_fraction=0.9, **{rule: 0.05})
+    assert criteria.check(_signals(**{rule: 0.0501})) is None
+    assert criteria.check(_signals(**{rule: 0.05})).startswith(f"{rule} fell to 0.05")
+    assert criteria.check(_signals(**{rule: 0.01})) is not None
+    # never below min_fraction, never on an undefined signal
+    assert criteria.check(_signals(n=10, **{rule: 0.001})) is None
+    assert criteria.check(_signals()) is None
+    assert criteria.check(_signals(**{rule: float("nan")})) is None
+
+
+def test_hard_limits_hold_below_min_fraction():
+    assert StopCriteria(max_points=5, min_fraction=0.5).check(_signals(n=5)).startswith("max_points")
+
+
+def test_any_needs_one_rule_all_needs_every_rule_at_once():
+    rules = {"erd_ratio": 0.1, "prediction_error": 0.02, "recon_change": 0.5}
+    one = _signals(erd_ratio=0.05, prediction_error=0.5, recon_change=2.0)
+    every = _signals(erd_ratio=0.05, prediction_error=0.01, recon_change=0.4)
+    anyone, allof = StopCriteria(**rules, combine="any"), StopCriteria(**rules, combine="all")
+    assert anyone.check(one).startswith("erd_ratio fell")
+    assert allof.check(one) is None
+    reason = allof.check(every)
+    assert all(rule in reason for rule in rules)
+    assert allof.check(_signals(erd_ratio=0.05, prediction_error=0.01)) is None  # recon_change undefined
+
+
+def test_status_reports_every_rule_that_is_set():
+    criteria = StopCriteria(max_fraction=0.5, erd_ratio=0.1, max_beam_time=100)
+    status = criteria.status(_signals(n=200, erd_ratio=0.2, beam_time=120.0))
+    assert status["max_fraction"] == {"value": 0.2, "threshold": 0.5, "met": False}
+    assert status["erd_ratio"] == {"value": 0.2, "threshold": 0.1, "met": False}
+    assert status["max_beam_time"]["met"] is True
+    assert "prediction_error" not in status
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"combine": "xor"}, "combine"),
+        ({"recon_change": -1.0}, "recon_change"),
+        ({"max_wall_time": 0}, "max_wall_time"),
+        ({"max_beam_time": float("inf")}, "max_beam_time"),
+        ({"erd_ratio": 1.5}, "erd_ratio"),
+    ],
+)
+def test_bad_settings_name_the_setting(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        StopCriteria(**kwargs)
+
+
+def test_json_round_trip_and_clear_errors(tmp_path):
+    criteria = StopCriteria(max_fraction=0.4, recon_change=0.3, combine="all")
+    path = tmp_path / "stop.json"
+    path.write_text(criteria.to_json())
+    assert StopCriteria.from_json(path) == criteria
+    assert StopCriteria.from_json(criteria.to_json()) == criteria
+    with pytest.raises(ValueError, match="cannot read"):
+        StopCriteria.from_json(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        StopCriteria.from_json(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="unknown StopCriteria fields"):
+        StopCriteria.from_json(json.dumps({"max_fraktion": 0.2}))
+
+
+def test_sampler_reports_every_signal_and_stops_on_beam_time(blobs):
+    s = Sampler(blobs.shape, seed=0, batch_size=40, stop=StopCriteria(max_fraction=0.9, max_beam_time=30.0,
+                                                                        error_window=100))
+    spent, seen = 0.0, []
+    while not s.done:
+        pts = s.ask()
+        spent += 0.01 * len(pts)  # 10 ms per point
+        s.tell(pts, blobs[pts[:, 0], pts[:, 1]], beam_time=spent)
+        seen.append(s.signals)
+    assert s.stop_reason.startswith("max_beam_time reached")
+    assert spent >= 30.0 and spent - 0.01 * 40 < 30.0
+    last = seen[-1]
+    assert last["beam_time"] == pytest.approx(spent) and last["wall_time"] > 0
+    for key in ("erd_ratio", "prediction_error", "recon_change"):
+        assert np.isfinite(last[key]) and last[key] > 0
+    changes = [sig["recon_change"] for sig in seen if "recon_change" in sig]
+    assert np.mean(changes[-5:]) < np.mean(changes[:5])  # the image settles as points accumulate
+
+
+def test_sampler_stops_on_wall_time(blobs):
+    s = Sampler(blobs.shape, seed=0, stop=StopCriteria(max_fraction=0.9, max_wall_time=0.3))
+    while not s.done:
+        pts = s.ask()
+        time.sleep(0.05)
+        s.tell(pts, blobs[pts[:, 0], pts[:, 1]])
+    assert s.stop_reason.startswith("max_wall_time reached")
+
+
+def test_replay_is_deterministic_and_predicts_where_a_real_run_stops(blobs):
+    a = replay(blobs, name="blobs", cap=0.4, seed=3)
+    b = replay(blobs, name="blobs", cap=0.4, seed=3)
+    np.testing.assert_array_equal(a.fraction, b.fraction)
+    np.testing.assert_array_equal(a.quality, b.quality)
+    for rule in DATA_RULES:
+        np.testing.assert_array_equal(a.signals[rule], b.signals[rule])
+    assert np.all(np.diff(a.fraction) > 0) and a.fraction[-1] == pytest.approx(0.4, abs=1e-3)
+    # a stop rule only truncates the replay: where the trace says a threshold stops is where a run stops
+    threshold = float(np.nanmedian(a.signals["recon_change"]))
+    criteria = StopCriteria(max_fraction=0.4, recon_change=threshold)
+    predicted, reason = a.stop(criteria)
+    s = Sampler(blobs.shape, seed=3, stop=criteria)
+    while not s.done:
+        pts = s.ask()
+        s.tell(pts, blobs[pts[:, 0], pts[:, 1]])
+    assert s.fraction == pytest.approx(predicted) and reason.split()[0] == s.stop_reason.split()[0] == "recon_change"
+
+
+def test_tune_finds_thresholds_that_stop_near_the_target(blobs):
+    rng = np.random.default_rng(0)
+    refs = {"blobs": blobs, "blobs_t": blobs.T.copy(), "blobs_noisy": blobs + 0.01 * rng.standard_normal(blobs.shape)}
+    result = tune(refs, metric="psnr", target=28.0, cap=0.5, progress=False)
+    assert result.best in DATA_RULES and getattr(result.criteria, result.best) == result.fits[result.best].threshold
+    assert set(result.targets) == set(refs) and all(f is not None for f in result.targets.values())
+    assert result.fits[result.best].score <= min(fit.score for fit in result.fits.values())
+    rows = evaluate(result.criteria, refs, metric="psnr", target=28.0, progress=False, traces=result.traces)
+    for row in rows:
+        assert 0.02 <= row["stop_fraction"] <= 0.5
+        assert row["error"] == pytest.approx(result.fits[result.best].errors[row["image"]])
