@@ -1,4 +1,4 @@
-"""Reading a stored `smart_scan` run back as pixels and values, for offline reconstruction."""
+"""Reading stored runs back: a `smart_scan` as pixels and values, a raster scan as an image."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from plans.smart_scan import grid_index
 from steering.reconstruction import reconstruct_linear
 
-__all__ = ["ScanData", "read_scan"]
+__all__ = ["ScanData", "read_scan", "read_raster"]
 
 
 @dataclass
@@ -65,3 +65,50 @@ def read_scan(run) -> ScanData:
     points = np.stack([grid_index(ys, y0, y1, shape[0]), grid_index(xs, x0, x1, shape[1])], axis=1)
     stop = run.metadata.get("stop") or {}
     return ScanData(shape, ((y0, y1), (x0, x1)), points, np.stack([ys, xs], axis=1), values, stop.get("reason"))
+
+
+def read_raster(run, field: str | None = None) -> np.ndarray:
+    """A stored 2-D raster scan (``bluesky.plans.grid_scan`` and the like) as an image, for tuning.
+
+    The start document must give ``shape``, ``extents`` and ``hints.dimensions`` (bluesky's grid
+    scans do); each event lands on the pixel nearest its motor readbacks, so snaking and event order
+    do not matter.
+
+    Parameters
+    ----------
+    run : tiled run client (``catalog.client[uid]``)
+    field : str, optional
+        The reading to image. Default: the start document's ``value_field`` if present, else the first
+        detector's name.
+
+    Raises
+    ------
+    ValueError
+        If the run is not a 2-D grid, the field is missing, or a pixel of the grid was not measured.
+    """
+    start = run.metadata["start"]
+    try:
+        shape = tuple(int(n) for n in start["shape"])
+        (y0, y1), (x0, x1) = start["extents"]
+        (y_field,), _ = start["hints"]["dimensions"][0]
+        (x_field,), _ = start["hints"]["dimensions"][1]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"run {start.get('uid')} is not a 2-D grid scan "
+                         "(needs shape, extents and hints.dimensions)") from None
+    if len(shape) != 2:
+        raise ValueError(f"run {start.get('uid')} has shape {shape}, not 2-D")
+    field = field or start.get("value_field") or (start.get("detectors") or [None])[0]
+    table = run["primary"].read()
+    if field not in table:
+        raise ValueError(f"field {field!r} is not in the run's primary stream: {sorted(table.data_vars)}")
+    raw = np.asarray(table[field], dtype=np.float64)
+    values = raw.reshape(len(raw), -1).sum(axis=1) if raw.ndim > 1 else raw
+    rows = grid_index(np.asarray(table[y_field], dtype=np.float64), y0, y1, shape[0])
+    cols = grid_index(np.asarray(table[x_field], dtype=np.float64), x0, x1, shape[1])
+    image = np.full(shape, np.nan)
+    image[rows, cols] = values
+    missing = int(np.isnan(image).sum())
+    if missing:
+        raise ValueError(f"run {start.get('uid')} leaves {missing} of {image.size} pixels unmeasured; "
+                         "a reference for tuning must be a full raster")
+    return image

@@ -41,6 +41,7 @@ class _SteeringReport(Device):
     erd_ratio = Cpt(Signal, value=np.nan, kind="normal")
     prediction_error = Cpt(Signal, value=np.nan, kind="normal")
     recon_change = Cpt(Signal, value=np.nan, kind="normal")
+    ssim_estimate = Cpt(Signal, value=np.nan, kind="normal")
     wall_time = Cpt(Signal, value=0.0, kind="normal")
     beam_time = Cpt(Signal, value=0.0, kind="normal")
     batch_points = Cpt(Signal, value=0, kind="normal")
@@ -305,7 +306,7 @@ def smart_scan(
                 nxt, tell_time, next_ask_time = yield from _off_loop(
                     executor, lambda p=points, v=values, f=failed, s=start, b=spent: decide(p, v, f, s, b)
                 )
-                signals = steer.signals
+                signals = steer.history_[-1] if steer.history_ else steer.signals  # as the stop check saw them
                 batch += 1
                 state["reason"] = steer.stop_reason
                 report.batch.put(batch)
@@ -314,6 +315,7 @@ def smart_scan(
                 report.erd_ratio.put(float(signals.get("erd_ratio", np.nan)))
                 report.prediction_error.put(float(signals.get("prediction_error", np.nan)))
                 report.recon_change.put(float(signals.get("recon_change", np.nan)))
+                report.ssim_estimate.put(float(signals.get("ssim_estimate", np.nan)))
                 report.wall_time.put(float(signals.get("wall_time", np.nan)))
                 report.beam_time.put(spent)
                 report.batch_points.put(len(points))

@@ -23,7 +23,7 @@ from .patterns import PATTERNS, initial_pattern
 from .reconstruction import interpolate_linear, mirror_for_thin_grid, reconstruct_linear, triangulate
 from .routing import order_route
 from .selection import select_spread
-from .stopping import StopCriteria
+from .stopping import StopCriteria, estimate_ssim
 
 __all__ = ["Sampler"]
 
@@ -154,6 +154,8 @@ class Sampler:
         self._erd_total0: float | None = None
         self._errors: deque = deque(maxlen=self.stop_.error_window)
         self._changes: deque = deque(maxlen=self.stop_.error_window)
+        self._errors2: deque = deque(maxlen=self.stop_.error_window)
+        self._pick_erd2: deque = deque(maxlen=self.stop_.error_window)
         self._change_sum = 0.0
         self._started: float | None = None
         self._beam_time: float | None = None
@@ -247,6 +249,11 @@ class Sampler:
             s["prediction_error"] = float(np.mean(self._errors))
         if len(self._changes) == self._changes.maxlen:
             s["recon_change"] = float(np.mean(self._changes))
+        if len(self._errors2) == self._errors2.maxlen:
+            values = self._values[self._measured]
+            s["ssim_estimate"] = estimate_ssim(
+                self._recon, self._measured, self._erd, error2=float(np.mean(self._errors2)),
+                pick_erd2=float(np.mean(self._pick_erd2)), value_range=float(values.max() - values.min()))
         return s
 
     # ------------------------------------------------------------------ ask / tell
@@ -340,6 +347,8 @@ class Sampler:
             predicted = self._recon.ravel()[flat]
             surprise = np.abs(predicted - vals) / self._scale
             self._errors.extend(surprise.tolist())
+            self._errors2.extend(((predicted - vals) ** 2).tolist())
+            self._pick_erd2.extend((self._erd.ravel()[flat].astype(np.float64) ** 2).tolist())
         self._values.ravel()[flat] = vals
         self._measured.ravel()[flat] = True
         self._order.append(flat)

@@ -7,12 +7,47 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-__all__ = ["StopCriteria", "DATA_RULES", "LIMITS"]
+import numpy as np
+from scipy.ndimage import uniform_filter
 
-#: Rules that watch a signal of the scan and fire when it falls to their threshold.
-DATA_RULES = ("erd_ratio", "prediction_error", "recon_change")
+__all__ = ["StopCriteria", "DATA_RULES", "RISING_RULES", "LIMITS", "estimate_ssim"]
+
+#: Rules that watch a signal of the scan and fire when it reaches their threshold.
+DATA_RULES = ("erd_ratio", "prediction_error", "recon_change", "ssim_estimate")
+#: Data rules whose signal rises as the image improves (the others fall).
+RISING_RULES = frozenset({"ssim_estimate"})
 #: Hard limits: each ends the scan on its own, whatever ``combine`` says.
 LIMITS = ("max_fraction", "max_points", "max_wall_time", "max_beam_time")
+
+
+def _reached(rule: str, value: float, threshold: float) -> bool:
+    return value >= threshold if rule in RISING_RULES else value <= threshold
+
+
+def estimate_ssim(reconstruction: np.ndarray, measured: np.ndarray, erd: np.ndarray, *, error2: float,
+                  pick_erd2: float, value_range: float, window: int = 7, max_pixels: int = 512 * 512) -> float:
+    """The SSIM a reconstruction is estimated to have against the full scan, without the full scan.
+
+    Measured pixels are exact; at an unmeasured pixel the squared error is taken as the running mean
+    squared prediction error ``error2`` (measured at the newest points just before they were told)
+    scaled by the pixel's ERD squared relative to the mean squared ERD the newest points had when
+    picked (``pick_erd2``): the sampler picks where it expects large errors, so the raw running error
+    overstates the error elsewhere. Per window (as SSIM computes it, on the image scaled to
+    ``value_range`` = 1), with the full scan = reconstruction + error, the structure term is
+    ``(2 var + C2) / (2 var + mse + C2)``; the estimate is its mean. Grids above ``max_pixels`` are
+    strided first, to keep this cheap.
+    """
+    if not (value_range > 0 and error2 >= 0 and pick_erd2 > 0):
+        return float("nan")
+    stride = max(1, int(math.ceil(math.sqrt(reconstruction.size / max_pixels))))
+    recon = reconstruction[::stride, ::stride] / value_range
+    mse_map = np.where(measured[::stride, ::stride], 0.0, erd[::stride, ::stride].astype(np.float64) ** 2)
+    mse_map *= error2 / (pick_erd2 * value_range**2)
+    mean = uniform_filter(recon, window)
+    var = np.clip(uniform_filter(recon * recon, window) - mean * mean, 0.0, None)
+    mse = uniform_filter(mse_map, window)
+    c2 = 0.03**2
+    return float(np.mean((2 * var + c2) / (2 * var + mse + c2)))
 
 
 @dataclass(frozen=True)
@@ -21,7 +56,8 @@ class StopCriteria:
 
     Hard limits (``max_fraction``, ``max_points``, ``max_wall_time``, ``max_beam_time``, and full
     coverage) end the scan as soon as one is reached. The data-driven rules (``erd_ratio``,
-    ``prediction_error``, ``recon_change``) each fire when their signal falls to their threshold;
+    ``prediction_error``, ``recon_change`` fall as the image improves, ``ssim_estimate`` rises) each
+    fire when their signal reaches their threshold;
     with ``combine="any"`` one of them suffices, with ``"all"`` every rule set must hold at the same
     batch. None fires below ``min_fraction``. ``python -m steering.tune`` finds thresholds for a
     target quality on past scans.
@@ -50,6 +86,9 @@ class StopCriteria:
         Stop when the reconstruction has settled: the mean change of the whole image per newly
         measured point (sum of ``|change|`` over all pixels, in units of the intensity scale, per
         point; averaged over the newest ``error_window`` points) falls to this value.
+    ssim_estimate : float or None
+        Stop when the SSIM the reconstruction is estimated to have against the full scan rises to
+        this value (see `estimate_ssim`; no ground truth needed).
     combine : {"any", "all"}
         Whether one data-driven rule suffices or all of those set must hold together.
     error_window : int
@@ -66,6 +105,7 @@ class StopCriteria:
     erd_ratio: float | None = None
     prediction_error: float | None = None
     recon_change: float | None = None
+    ssim_estimate: float | None = None
     combine: str = "any"
     error_window: int = 200
     min_fraction: float = 0.02
@@ -81,6 +121,8 @@ class StopCriteria:
             value = getattr(self, rule)
             if value is not None and not (float(value) > 0.0 and math.isfinite(float(value))):
                 raise ValueError(f"{rule} must be a finite number > 0, got {value}")
+        if self.ssim_estimate is not None and not (0.0 < float(self.ssim_estimate) < 1.0):
+            raise ValueError(f"ssim_estimate must be in (0, 1), got {self.ssim_estimate}")
         if self.combine not in ("any", "all"):
             raise ValueError(f"combine must be 'any' or 'all', got {self.combine!r}")
         if int(self.error_window) != self.error_window or self.error_window < 1:
@@ -124,11 +166,12 @@ class StopCriteria:
         met = {}
         for rule, threshold in self.rules.items():
             value = signals.get(rule)
-            if value is not None and math.isfinite(value) and value <= threshold:
+            if value is not None and math.isfinite(value) and _reached(rule, value, threshold):
                 met[rule] = (value, threshold)
         if not met or (self.combine == "all" and len(met) < len(self.rules)):
             return None
-        said = " and ".join(f"{rule} fell to {v:.4g} (threshold {t:g})" for rule, (v, t) in met.items())
+        said = " and ".join(f"{rule} {'rose' if rule in RISING_RULES else 'fell'} to {v:.4g} (threshold {t:g})"
+                            for rule, (v, t) in met.items())
         return f"{said} at fraction {frac:.4f}"
 
     def status(self, signals: dict) -> dict[str, dict]:
@@ -142,7 +185,7 @@ class StopCriteria:
                 continue
             value = signals.get(source)
             known = value is not None and math.isfinite(value)
-            met = known and (value <= threshold if name in DATA_RULES else value >= threshold)
+            met = known and (_reached(name, value, threshold) if name in DATA_RULES else value >= threshold)
             out[name] = {"value": value if known else None, "threshold": threshold, "met": bool(met)}
         return out
 

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from bluesky import RunEngine
 
 from plans import Catalog, read_scan, replay_journal, smart_scan
@@ -52,3 +53,26 @@ def test_a_dead_catalog_process_loses_nothing_measured(blobs, tmp_path):
     values = [d["data"]["sim_det"] for name, d in replayed if name == "event" and "sim_det" in d["data"]]
     assert len(values) == round(0.1 * 24 * 24) and np.all(np.isfinite(values))
     cat.close()
+
+
+def test_a_raster_scan_in_the_catalog_is_a_tuning_reference(catalog, blobs):
+    import bluesky.plans as bp
+
+    from plans import read_raster
+    from steering.tune import tune
+
+    image = blobs[:24, :24]
+    scope = SimulatedMicroscope(image, name="sim")
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    (uid,) = RE(bp.grid_scan([scope.det], scope.y, 0, 23, 24, scope.x, 0, 23, 24, snake_axes=True))
+    assert catalog.writer.wait()
+    raster = read_raster(catalog.client[uid])
+    np.testing.assert_array_equal(raster, image)
+    result = tune({uid: raster}, metric="psnr", target=25.0, cap=0.8, progress=False)
+    assert result.targets[uid] is not None and 0.02 <= result.targets[uid] <= 0.8
+    # a smart scan is not a full raster
+    (smart,) = RE(smart_scan([scope.det], scope.y, 0, 23, 24, scope.x, 0, 23, 24))
+    assert catalog.writer.wait()
+    with pytest.raises(ValueError, match="unmeasured"):
+        read_raster(catalog.client[smart])

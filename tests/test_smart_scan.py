@@ -245,3 +245,26 @@ def test_parameters_are_queueserver_friendly():
             json.dumps(p.default)  # literal, JSON-friendly defaults
     assert list(sig.parameters)[:9] == [
         "detectors", "y_motor", "y_start", "y_stop", "y_num", "x_motor", "x_start", "x_stop", "x_num"]
+
+
+def test_every_stop_signal_is_in_the_steering_stream_and_beam_time_can_stop_the_scan(blobs):
+    RE = RunEngine({})
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    # 0.1 s dwell per point on the simulated clock: 20 s of beam time is about 200 points
+    scope = SimulatedMicroscope(blobs, name="sim", dwell=0.1, velocity=1000.0)
+    RE(_scan(scope, 64, sampler={"seed": 0, "stop": {"max_fraction": 0.9, "max_beam_time": 20.0, "error_window": 50}},
+             beam_clock=lambda: scope.clock.now))
+    stop = docs[-1][1]
+    assert stop["reason"].startswith("max_beam_time reached")
+    events = _stream_events(docs, STEERING_STREAM)
+    beam = [e["data"]["steering_beam_time"] for e in events]
+    wall = [e["data"]["steering_wall_time"] for e in events]
+    assert beam == sorted(beam) and 20.0 <= beam[-1] < 20.0 + 0.1 * 64 + 1.0
+    assert beam[-1] == pytest.approx(scope.clock.now, abs=1e-6)
+    assert wall == sorted(wall) and wall[-1] > 0
+    last = events[-1]["data"]
+    for key in ("erd_ratio", "prediction_error", "recon_change", "ssim_estimate"):
+        assert np.isfinite(last[f"steering_{key}"]) and last[f"steering_{key}"] > 0
+    with pytest.raises(ValueError, match="beam_clock"):
+        list(_scan(scope, 64, beam_clock=3.0))

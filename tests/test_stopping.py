@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from steering import Sampler, StopCriteria
-from steering.stopping import DATA_RULES, LIMITS
+from steering.stopping import DATA_RULES, LIMITS, RISING_RULES, estimate_ssim
 from steering.tune import evaluate, replay, tune
 
 
@@ -35,13 +35,15 @@ def test_full_coverage_always_stops():
 
 
 @pytest.mark.parametrize("rule", DATA_RULES)
-def test_each_data_rule_fires_at_its_threshold_and_not_above(rule):
-    criteria = StopCriteria(max_fraction=0.9, **{rule: 0.05})
-    assert criteria.check(_signals(**{rule: 0.0501})) is None
-    assert criteria.check(_signals(**{rule: 0.05})).startswith(f"{rule} fell to 0.05")
-    assert criteria.check(_signals(**{rule: 0.01})) is not None
+def test_each_data_rule_fires_at_its_threshold_and_not_before(rule):
+    rising = rule in RISING_RULES
+    threshold, short, beyond = (0.9, 0.8999, 0.95) if rising else (0.05, 0.0501, 0.01)
+    criteria = StopCriteria(max_fraction=0.9, **{rule: threshold})
+    assert criteria.check(_signals(**{rule: short})) is None
+    assert criteria.check(_signals(**{rule: threshold})).startswith(f"{rule} {'rose' if rising else 'fell'} to")
+    assert criteria.check(_signals(**{rule: beyond})) is not None
     # never below min_fraction, never on an undefined signal
-    assert criteria.check(_signals(n=10, **{rule: 0.001})) is None
+    assert criteria.check(_signals(n=10, **{rule: beyond})) is None
     assert criteria.check(_signals()) is None
     assert criteria.check(_signals(**{rule: float("nan")})) is None
 
@@ -114,8 +116,9 @@ def test_sampler_reports_every_signal_and_stops_on_beam_time(blobs):
     assert spent >= 30.0 and spent - 0.01 * 40 < 30.0
     last = seen[-1]
     assert last["beam_time"] == pytest.approx(spent) and last["wall_time"] > 0
-    for key in ("erd_ratio", "prediction_error", "recon_change"):
+    for key in DATA_RULES:
         assert np.isfinite(last[key]) and last[key] > 0
+    assert 0 < last["ssim_estimate"] < 1
     changes = [sig["recon_change"] for sig in seen if "recon_change" in sig]
     assert np.mean(changes[-5:]) < np.mean(changes[:5])  # the image settles as points accumulate
 
@@ -159,3 +162,19 @@ def test_tune_finds_thresholds_that_stop_near_the_target(blobs):
     for row in rows:
         assert 0.02 <= row["stop_fraction"] <= 0.5
         assert row["error"] == pytest.approx(result.fits[result.best].errors[row["image"]])
+
+
+def test_ssim_estimate_follows_its_model():
+    rng = np.random.default_rng(1)
+    recon = rng.random((40, 40))
+    measured = np.zeros((40, 40), bool)
+    erd = np.ones((40, 40), np.float32)
+    # no error anywhere: a perfect score; all measured: perfect whatever the error
+    assert estimate_ssim(recon, measured, erd, error2=0.0, pick_erd2=1.0, value_range=1.0) == pytest.approx(1.0)
+    assert estimate_ssim(recon, ~measured, erd, error2=1.0, pick_erd2=1.0, value_range=1.0) == pytest.approx(1.0)
+    worse = [estimate_ssim(recon, measured, erd, error2=e, pick_erd2=1.0, value_range=1.0) for e in (0.01, 0.1, 1.0)]
+    assert worse[0] > worse[1] > worse[2] > 0
+    # error where the ERD is high counts more than where it is low
+    erd_low = np.full((40, 40), 0.1, np.float32)
+    assert estimate_ssim(recon, measured, erd_low, error2=0.1, pick_erd2=1.0, value_range=1.0) > worse[1]
+    assert np.isnan(estimate_ssim(recon, measured, erd, error2=0.1, pick_erd2=0.0, value_range=1.0))
