@@ -25,7 +25,7 @@ def _reached(rule: str, value: float, threshold: float) -> bool:
 
 
 def estimate_ssim(reconstruction: np.ndarray, measured: np.ndarray, erd: np.ndarray, *, error2: float,
-                  pick_erd2: float, value_range: float, window: int = 7, max_pixels: int = 512 * 512) -> float:
+                  pick_erd2: float, value_range: float, window: int = 7, max_pixels: int = 256 * 256) -> float:
     """The SSIM a reconstruction is estimated to have against the full scan, without the full scan.
 
     Measured pixels are exact; at an unmeasured pixel the squared error is taken as the running mean
