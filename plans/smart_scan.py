@@ -88,6 +88,33 @@ def make_sampler(sampler: Sampler | dict | None, shape: tuple[int, int]) -> Samp
     return Sampler(shape, **kwargs)
 
 
+def _resume(steer: Sampler, resume_from: Any, shape: tuple[int, int], extents) -> tuple[str | None, int]:
+    """Tell ``steer`` what an earlier run of the same grid measured; return (its uid, points told)."""
+    from plans.readback import ScanData, read_scan
+
+    uid = None
+    if isinstance(resume_from, ScanData):
+        data = resume_from
+    else:
+        try:
+            uid = resume_from.metadata["start"]["uid"]
+            data = read_scan(resume_from)
+        except (AttributeError, KeyError, TypeError) as exc:
+            raise ValueError(f"resume_from must be a stored smart_scan run or ScanData, got {resume_from!r}") from exc
+    if tuple(data.shape) != tuple(shape) or not np.allclose(data.extents, extents):
+        raise ValueError(f"resume_from is a {tuple(data.shape)} scan over {data.extents}; this scan is "
+                         f"{tuple(shape)} over {extents}: resume on the same grid")
+    flat = data.points[:, 0] * shape[1] + data.points[:, 1]
+    # a point that failed and was measured again later: keep its last value
+    _, last = np.unique(flat[::-1], return_index=True)
+    keep = np.sort(len(flat) - 1 - last)
+    points, values = data.points[keep], data.values[keep]
+    ok = np.isfinite(values)
+    if ok.any():
+        steer.tell(points[ok], values[ok])
+    return uid, int(ok.sum())
+
+
 def _sampler_md(sampler: Sampler) -> dict:
     model = sampler.model_
     return {
@@ -156,6 +183,7 @@ def smart_scan(
     reduce: str = "sum",
     maps_every: int = 5,
     beam_clock: Callable[[], float] | None = None,
+    resume_from: Any = None,
     md: dict | None = None,
 ) -> MsgGenerator[str]:
     """Scan a 2-D region adaptively: measure where the ERD network expects to learn most.
@@ -189,6 +217,11 @@ def smart_scan(
         Returns the beam time spent so far in seconds (e.g. a simulated instrument's clock). Default:
         the wall time the plan spends moving and reading, which excludes pauses and waiting for the
         sampler. Reported every batch and checked against ``stop.max_beam_time``.
+    resume_from : run or ScanData, optional
+        An earlier `smart_scan` of the same grid (``catalog.client[uid]``, or what `read_scan`
+        returned): its measured points are told to the sampler first, so this run continues it,
+        measuring none of them again; the start document records ``resumed_from`` (its uid) and
+        ``resumed_points``. The stop criteria count the earlier points too.
     md : dict, optional
         Metadata added to the start document.
 
@@ -220,6 +253,9 @@ def smart_scan(
     y_num, x_num = int(y_num), int(x_num)
     shape = (y_num, x_num)
     steer = make_sampler(sampler, shape)
+    resumed = None
+    if resume_from is not None:
+        resumed = _resume(steer, resume_from, shape, ((float(y_start), float(y_stop)), (float(x_start), float(x_stop))))
     field = value_field or _hinted_field(detectors[0])
     ys = np.linspace(float(y_start), float(y_stop), y_num)
     xs = np.linspace(float(x_start), float(x_stop), x_num)
@@ -246,6 +282,8 @@ def smart_scan(
         "sampler": _sampler_md(steer),
         "hints": {"dimensions": [([_hinted_field(y_motor)], "primary"), ([_hinted_field(x_motor)], "primary")]},
     }
+    if resumed is not None:
+        _md["resumed_from"], _md["resumed_points"] = resumed
     _md.update(md or {})
 
     report = _SteeringReport(name="steering")

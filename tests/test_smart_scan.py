@@ -268,3 +268,44 @@ def test_every_stop_signal_is_in_the_steering_stream_and_beam_time_can_stop_the_
         assert np.isfinite(last[f"steering_{key}"]) and last[f"steering_{key}"] > 0
     with pytest.raises(ValueError, match="beam_clock"):
         list(_scan(scope, 64, beam_clock=3.0))
+
+
+def test_resume_from_an_aborted_run_measures_no_stored_point_again(blobs, catalog):
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+
+    def pause_at_150(name, doc):
+        if name == "event" and doc["seq_num"] == 150 and "sim_det" in doc["data"]:
+            threading.Thread(target=RE.request_pause, kwargs={"defer": False}).start()
+
+    token = RE.subscribe(pause_at_150)
+    scope = SimulatedMicroscope(blobs, name="sim")
+    with pytest.raises(RunEngineInterrupted):
+        RE(_scan(scope, 64, sampler={"seed": 0, "stop": {"max_fraction": 0.2}}))
+    RE.unsubscribe(token)
+    RE.abort("beam lost")
+    assert catalog.writer.wait()
+    first = docs[0][1]["uid"]
+    assert docs[-1][1]["exit_status"] == "abort"
+    stored = read_scan(catalog.client[first])
+    assert len(stored.points) == len(_primary(docs)) >= 150  # every point measured reached the catalog
+
+    (second,) = RE(_scan(scope, 64, sampler={"seed": 0, "stop": {"max_fraction": 0.2}},
+                         resume_from=catalog.client[first]))
+    assert catalog.writer.wait()
+    run = catalog.client[second]
+    more = read_scan(run)
+    start = run.metadata["start"]
+    assert start["resumed_from"] == first and start["resumed_points"] == len(stored.points)
+    before = {tuple(p) for p in stored.points.tolist()}
+    after = {tuple(p) for p in more.points.tolist()}
+    assert not before & after  # nothing measured twice
+    assert len(before) + len(after) == round(0.2 * 64 * 64)
+    assert more.stop_reason.startswith("max_fraction reached")
+    # another grid is refused before anything moves
+    with pytest.raises(ValueError, match="same grid"):
+        list(smart_scan([scope.det], scope.y, 0, 31, 32, scope.x, 0, 31, 32, resume_from=catalog.client[first]))
+    with pytest.raises(ValueError, match="resume_from"):
+        list(_scan(scope, 64, resume_from="not a run"))
