@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
@@ -24,6 +26,7 @@ __all__ = ["smart_scan", "make_sampler", "STEERING_STREAM", "MAPS_STREAM"]
 STEERING_STREAM = "steering"
 """Stream with one event per sampler batch: progress, stop signals and decision times."""
 MAPS_STREAM = "steering_maps"
+logger = logging.getLogger(__name__)
 """Stream with the reconstruction and ERD maps, every few batches and at the end."""
 
 _REDUCERS = {"sum": np.sum, "mean": np.mean, "max": np.max}
@@ -115,6 +118,28 @@ def _resume(steer: Sampler, resume_from: Any, shape: tuple[int, int], extents) -
     return uid, int(ok.sum())
 
 
+def _trigger_and_read(devices, timeout: float | None):
+    """`bps.trigger_and_read` into ``primary``, with a time limit on the triggers."""
+    group = f"smart_scan-trigger-{uuid4()}"
+    triggered = False
+    for obj in devices:
+        if hasattr(obj, "trigger"):
+            triggered = True
+            yield from bps.trigger(obj, group=group)
+    if triggered:
+        yield from bps.wait(group=group, timeout=timeout)
+    yield from bps.create("primary")
+    reading = {}
+    try:
+        for obj in devices:
+            reading.update((yield from bps.read(obj)) or {})
+    except BaseException:
+        yield from bps.drop()
+        raise
+    yield from bps.save()
+    return reading
+
+
 def _sampler_md(sampler: Sampler) -> dict:
     model = sampler.model_
     return {
@@ -183,6 +208,9 @@ def smart_scan(
     reduce: str = "sum",
     maps_every: int = 5,
     beam_clock: Callable[[], float] | None = None,
+    retries: int = 2,
+    on_failure: str = "skip",
+    timeout: float | None = 60.0,
     resume_from: Any = None,
     md: dict | None = None,
 ) -> MsgGenerator[str]:
@@ -217,6 +245,15 @@ def smart_scan(
         Returns the beam time spent so far in seconds (e.g. a simulated instrument's clock). Default:
         the wall time the plan spends moving and reading, which excludes pauses and waiting for the
         sampler. Reported every batch and checked against ``stop.max_beam_time``.
+    retries : int
+        How many times a point is tried again after its move fails, its detector raises or times out,
+        or its steering value is NaN/inf.
+    on_failure : {"skip", "stop"}
+        After the retries: ``"skip"`` records the point as failed (a NaN, never a made-up value; the
+        sampler may ask for it again once) and goes on; ``"stop"`` ends the run (exit status
+        ``fail``, the reason naming the point and the fault). Everything read before stays stored.
+    timeout : float or None
+        Seconds a move, and a trigger, may take before it counts as failed (None: wait forever).
     resume_from : run or ScanData, optional
         An earlier `smart_scan` of the same grid (``catalog.client[uid]``, or what `read_scan`
         returned): its measured points are told to the sampler first, so this run continues it,
@@ -248,6 +285,21 @@ def smart_scan(
         raise ValueError(f"reduce must be one of {sorted(_REDUCERS)}, got {reduce!r}")
     if int(maps_every) != maps_every or maps_every < 1:
         raise ValueError(f"maps_every must be an integer >= 1, got {maps_every}")
+    if int(retries) != retries or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0, got {retries}")
+    if on_failure not in ("skip", "stop"):
+        raise ValueError(f"on_failure must be 'skip' or 'stop', got {on_failure!r}")
+    if timeout is not None and not (float(timeout) > 0 and np.isfinite(float(timeout))):
+        raise ValueError(f"timeout must be a finite number of seconds > 0 or None, got {timeout}")
+    for label, motor, lo, hi in (("y", y_motor, y_start, y_stop), ("x", x_motor, x_start, x_stop)):
+        limits = getattr(motor, "limits", None)
+        try:
+            low, high = (float(v) for v in limits)
+        except (TypeError, ValueError):
+            continue
+        if low < high and not (low <= min(lo, hi) and max(lo, hi) <= high):
+            raise ValueError(f"{label}_start..{label}_stop ({lo}..{hi}) is outside the limits of "
+                             f"{getattr(motor, 'name', motor)}: [{low}, {high}]")
     if beam_clock is not None and not callable(beam_clock):
         raise ValueError(f"beam_clock must be a callable returning seconds, got {beam_clock!r}")
     y_num, x_num = int(y_num), int(x_num)
@@ -271,6 +323,7 @@ def smart_scan(
             "sampler": sampler if isinstance(sampler, dict) or sampler is None else repr(sampler),
             "value_field": value_field, "reduce": reduce, "maps_every": int(maps_every),
             "beam_clock": None if beam_clock is None else repr(beam_clock),
+            "retries": int(retries), "on_failure": on_failure, "timeout": timeout,
         },
         "plan_pattern": "adaptive",
         "detectors": [d.name for d in detectors],
@@ -307,6 +360,9 @@ def smart_scan(
         t0 = time.perf_counter()
         if points is not None:
             steer.tell(points, values, failed=failed, beam_time=spent)
+            given_up = [p for p, count in failures.items() if count >= 2]
+            if given_up:
+                steer.exclude(given_up)  # failed in two batches: the sampler stops asking for them
         t1 = time.perf_counter()
         nxt = steer.ask(start=start)
         t2 = time.perf_counter()
@@ -318,6 +374,33 @@ def smart_scan(
         maps.erd.put(steer.erd.astype(np.float32))
         yield from bps.trigger_and_read([maps], name=MAPS_STREAM)
 
+    failures: dict[tuple[int, int], int] = {}
+
+    def measure(i: int, j: int):
+        """Move to pixel (i, j) and read; retried on faults. Returns (value, what went wrong)."""
+        problems = []
+        tries = 1 if failures.get((i, j), 0) else int(retries) + 1  # a point that failed before gets one try
+        for _ in range(tries):
+            try:
+                group = f"smart_scan-move-{uuid4()}"
+                yield from bps.abs_set(y_motor, ys[i], group=group)
+                yield from bps.abs_set(x_motor, xs[j], group=group)
+                yield from bps.wait(group=group, timeout=timeout)
+                reading = yield from _trigger_and_read(readables, timeout)
+            except RunEngineControlException:
+                raise
+            except Exception as exc:  # a fault of the instrument at this point: retry, then give up
+                problems.append(f"{type(exc).__name__}: {exc}")
+                continue
+            if field not in reading:
+                raise ValueError(f"value_field {field!r} is not among the fields read: {sorted(reading)}")
+            value = _scalar(reading[field]["value"], reduce)
+            if np.isfinite(value):
+                return value, problems
+            problems.append(f"{field} read {value}")
+        failures[(i, j)] = failures.get((i, j), 0) + 1
+        return float("nan"), problems
+
     def body():
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart_scan")
         try:
@@ -326,19 +409,25 @@ def smart_scan(
             start = to_pixel(float(y0), float(x0)) if y0 is not None and x0 is not None else None
             beam_time()  # the clock's origin: the start of the scan
             points, _, ask_time = yield from _off_loop(executor, lambda: decide(None, None, None, start, None))
-            batch = 0
+            batch = idle = 0
             while len(points):
                 values = np.full(len(points), np.nan)
                 for k, (i, j) in enumerate(points):
                     yield from bps.checkpoint()
                     t_point = time.perf_counter()
-                    yield from bps.mv(y_motor, ys[i], x_motor, xs[j])
-                    reading = yield from bps.trigger_and_read(readables)
+                    values[k], problems = yield from measure(int(i), int(j))
                     beam["spent"] += time.perf_counter() - t_point
-                    if field not in reading:
-                        raise ValueError(f"value_field {field!r} is not among the fields read: {sorted(reading)}")
-                    values[k] = _scalar(reading[field]["value"], reduce)
+                    if not np.isfinite(values[k]):
+                        where = (f"point ({i}, {j}) at {_hinted_field(y_motor)}={ys[i]:g}, "
+                                 f"{_hinted_field(x_motor)}={xs[j]:g}")
+                        if on_failure == "stop":
+                            raise RuntimeError(f"{where} failed {len(problems)} times; last: {problems[-1]}")
+                        logger.warning("smart_scan: %s recorded as failed: %s", where, "; ".join(problems))
                 failed = ~np.isfinite(values)
+                idle = idle + 1 if failed.all() else 0
+                if idle >= 3:
+                    raise RuntimeError(f"no point of the last 3 batches could be measured; "
+                                       f"last fault: {problems[-1] if problems else 'none'}")
                 start = tuple(points[-1])
                 spent = beam_time()
                 nxt, tell_time, next_ask_time = yield from _off_loop(

@@ -140,6 +140,7 @@ class Sampler:
         self._n = n
         self._measured = np.zeros((H, W), bool)
         self._pending = np.zeros((H, W), bool)
+        self._excluded = np.zeros((H, W), bool)
         self._values = np.full((H, W), np.nan)
         self._recon = np.full((H, W), np.nan)
         self._dist = np.full((H, W), np.inf, dtype=np.float32)
@@ -339,6 +340,9 @@ class Sampler:
         if again.any():
             raise ValueError(f"points already measured: {pts[again][:5].tolist()}")
         self._pending.ravel()[flat] = False
+        if fail.any() and not self._ready and self._initial_queue is not None:
+            # the initial pattern goes on without a point that failed; it stays a candidate for later
+            self._initial_queue = self._initial_queue[~np.isin(self._initial_queue, flat[fail])]
         ok = ~fail
         flat, vals = flat[ok], vals[ok]
         if len(flat) == 0:
@@ -371,6 +375,20 @@ class Sampler:
             self.tell_times_.append(dt)
             self.history_.append({**signals, "tell_time": dt, "stop_reason": self._stop_reason})
 
+    def exclude(self, points) -> None:
+        """Never ask for these pixels again (e.g. where the instrument keeps failing).
+
+        Excluded pixels stay unmeasured: the reconstruction interpolates them like any other. If
+        only excluded pixels are left to measure, `ask` returns an empty batch.
+        """
+        pts = _as_points(points, self.shape)
+        self._excluded[pts[:, 0], pts[:, 1]] = True
+
+    @property
+    def excluded_points(self) -> np.ndarray:
+        """(n, 2) int array of the pixels given to `exclude`."""
+        return np.argwhere(self._excluded)
+
     # ------------------------------------------------------------------ internals
     def _n_initial(self) -> int:
         return max(1, int(round(self.initial_fraction * self._n)))
@@ -380,7 +398,8 @@ class Sampler:
             want = self._n_initial() - self._n_measured
             pts = initial_pattern(self.shape, want, kind=self.initial_pattern, rng=self._rng, exclude=self._measured)
             self._initial_queue = pts[:, 0] * self.shape[1] + pts[:, 1]
-        queue = self._initial_queue[~self._pending.ravel()[self._initial_queue]]
+        taken = (self._pending | self._measured | self._excluded).ravel()[self._initial_queue]
+        queue = self._initial_queue[~taken]  # a failed point of the pattern is asked again, no other
         if len(queue) == 0:
             if self._n_measured == 0 or self._pending.any():
                 return None
@@ -389,7 +408,7 @@ class Sampler:
         return queue if n is None else queue[:n]
 
     def _ask_adaptive(self, n: int) -> np.ndarray:
-        cand_mask = ~(self._measured | self._pending)
+        cand_mask = ~(self._measured | self._pending | self._excluded)
         cand = np.flatnonzero(cand_mask)
         if len(cand) == 0:
             return np.zeros(0, np.int64)

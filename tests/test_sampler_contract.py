@@ -139,3 +139,35 @@ def test_stop_reasons(blobs):
     s = Sampler(blobs.shape, seed=0, stop=StopCriteria(max_fraction=0.9, prediction_error=0.02, error_window=50))
     run_to_end(s, blobs)
     assert "prediction_error" in s.stop_reason and s.signals["prediction_error"] <= 0.02
+
+
+def test_a_failed_point_of_the_initial_pattern_does_not_hold_the_scan_up(blobs):
+    s = Sampler(blobs.shape, seed=0, stop=StopCriteria(max_fraction=0.3))
+    first = s.ask()
+    failed = np.zeros(len(first), bool)
+    failed[3] = True
+    s.tell(first, np.where(failed, np.nan, blobs[first[:, 0], first[:, 1]]), failed=failed)
+    seen = {tuple(p) for p in first[~failed].tolist()}
+    while not s.done:
+        pts = s.ask()
+        assert not seen & {tuple(p) for p in pts.tolist()}  # nothing measured is asked again
+        seen |= {tuple(p) for p in pts.tolist()}
+        s.tell(pts, blobs[pts[:, 0], pts[:, 1]])
+    assert s.n_measured == round(0.3 * blobs.size)
+
+
+def test_excluded_pixels_are_never_asked(blobs):
+    s = Sampler(blobs.shape, seed=0, stop=StopCriteria(max_fraction=1.0))
+    banned = np.array([[r, c] for r in range(10, 20) for c in range(10, 20)])
+    s.exclude(banned)
+    asked = set()
+    while not s.done:
+        pts = s.ask()
+        if len(pts) == 0:
+            break
+        asked |= {tuple(p) for p in pts.tolist()}
+        s.tell(pts, blobs[pts[:, 0], pts[:, 1]])
+    assert not asked & {tuple(p) for p in banned.tolist()}
+    assert s.n_measured == blobs.size - len(banned) and len(s.excluded_points) == len(banned)
+    with pytest.raises(ValueError):
+        s.exclude([[99, 99]])

@@ -1,0 +1,145 @@
+"""Faults at single points: retried, then skipped or ending the run; never a made-up value, never a hang.
+
+The detector below injects faults at chosen stage positions: a detector that raises, hangs or
+reads NaN on demand cannot be made real, so this is the one mock the suite uses.
+"""
+
+import time
+
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from ophyd import Component as Cpt
+from ophyd import Device, Kind, Signal
+from ophyd.status import Status
+
+from plans import read_scan, smart_scan
+from sim import SimulatedMicroscope
+
+
+class FaultyDetector(Device):
+    """Reads the microscope's sample; at scheduled (y, x) it raises, hangs or reads NaN, ``times`` times."""
+
+    value = Cpt(Signal, value=0.0, kind=Kind.hinted)
+
+    def __init__(self, scope, faults, *, name="faulty", **kwargs):
+        super().__init__("", name=name, **kwargs)
+        self.value.name = self.name
+        self.scope = scope
+        self.faults = {pos: list(kinds) for pos, kinds in faults.items()}  # (y, x) -> ["raise", "nan", "hang"]
+        self.triggers_ = 0
+        self.injected_ = []
+
+    def trigger(self):
+        self.triggers_ += 1
+        pos = (round(self.scope.y.position), round(self.scope.x.position))
+        kinds = self.faults.get(pos)
+        kind = kinds.pop(0) if kinds else None
+        status = Status(obj=self)
+        if kind is not None:
+            self.injected_.append((pos, kind))
+        if kind == "raise":
+            raise RuntimeError(f"detector fault at {pos}")
+        if kind == "hang":
+            return status  # never finishes
+        value = self.scope.sample_at(self.scope.y.position, self.scope.x.position)
+        self.value.put(np.nan if kind == "nan" else value)
+        status.set_finished()
+        return status
+
+
+def _run(blobs, catalog, faults, **kwargs):
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    scope = SimulatedMicroscope(blobs[:32, :32], name="sim")
+    det = FaultyDetector(scope, faults)
+    sampler = {"seed": 0, "stop": {"max_fraction": 0.2}}
+    try:
+        RE(smart_scan([det], scope.y, 0, 31, 32, scope.x, 0, 31, 32, sampler=sampler, **kwargs))
+    finally:
+        assert catalog.writer.wait()
+    start, stop = docs[0][1], docs[-1][1]
+    events = [d for name, d in docs if name == "event" and "faulty" in d["data"]]
+    return det, start, stop, events, read_scan(catalog.client[start["uid"]])
+
+
+def _first_points(blobs, n=6):
+    """Pixels the scan measures (from a fault-free run), so the faults are sure to be hit."""
+    from steering import Sampler, StopCriteria
+
+    s = Sampler((32, 32), seed=0, stop=StopCriteria(max_fraction=0.2))
+    pts = s.ask()
+    return [tuple(int(v) for v in p) for p in pts[:n]]
+
+
+def test_transient_faults_are_retried_and_nothing_is_lost(blobs, catalog):
+    a, b, c = _first_points(blobs, 3)
+    det, start, stop, events, data = _run(blobs, catalog, {a: ["raise"], b: ["nan", "nan"], c: ["hang"]},
+                                          timeout=0.5)
+    assert stop["exit_status"] == "success"
+    assert sorted(k for _, k in det.injected_) == ["hang", "nan", "nan", "raise"]
+    # every reading taken is stored: the catalog holds as many events as the run emitted
+    assert len(data.values) == len(events) == stop["num_events"]["primary"]
+    finite = np.isfinite(data.values)
+    assert (~finite).sum() == 2  # the two NaN readings are kept, as NaN
+    measured = {tuple(p) for p in data.points[finite].tolist()}
+    assert {a, b, c} <= measured  # each recovered on a retry
+    assert finite.sum() == len(measured) == round(0.2 * 32 * 32)
+
+
+def test_a_point_that_keeps_failing_is_skipped_not_invented(blobs, catalog):
+    (bad,) = _first_points(blobs, 1)
+    det, start, stop, events, data = _run(blobs, catalog, {bad: ["raise"] * 10}, retries=1)
+    assert stop["exit_status"] == "success"
+    # 2 tries when first asked, 1 when asked again: then the sampler moves on
+    assert len(det.injected_) <= 3
+    finite = np.isfinite(data.values)
+    assert bad not in {tuple(p) for p in data.points[finite].tolist()}
+    assert finite.sum() == round(0.2 * 32 * 32)
+
+
+def test_on_failure_stop_ends_the_run_naming_the_point(blobs, catalog):
+    (bad,) = _first_points(blobs, 1)
+    with pytest.raises(RuntimeError):
+        _run(blobs, catalog, {bad: ["nan"] * 10}, retries=2, on_failure="stop")
+
+
+def test_on_failure_stop_keeps_what_was_measured(blobs, catalog):
+    pts = _first_points(blobs, 6)
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    scope = SimulatedMicroscope(blobs[:32, :32], name="sim")
+    det = FaultyDetector(scope, {pts[5]: ["raise"] * 10})
+    with pytest.raises(RuntimeError, match="failed 3 times"):
+        RE(smart_scan([det], scope.y, 0, 31, 32, scope.x, 0, 31, 32, sampler={"seed": 0}, on_failure="stop"))
+    assert catalog.writer.wait()
+    stop = docs[-1][1]
+    assert stop["exit_status"] == "fail" and f"point ({pts[5][0]}, {pts[5][1]})" in stop["reason"]
+    data = read_scan(catalog.client[docs[0][1]["uid"]])
+    assert len(data.values) == stop["num_events"].get("primary", 0) > 0
+
+
+def test_a_hanging_trigger_times_out_instead_of_hanging(blobs, catalog):
+    (bad,) = _first_points(blobs, 1)
+    t0 = time.monotonic()
+    det, start, stop, events, data = _run(blobs, catalog, {bad: ["hang"] * 10}, retries=1, timeout=0.3)
+    assert time.monotonic() - t0 < 30
+    assert stop["exit_status"] == "success"
+    assert [k for _, k in det.injected_] == ["hang"] * 3  # 2 tries, then 1 when asked again, then excluded
+    assert bad not in {tuple(p) for p in data.points[np.isfinite(data.values)].tolist()}
+
+
+def test_ranges_outside_motor_limits_are_refused_before_any_move(blobs):
+    scope = SimulatedMicroscope(blobs, name="sim")
+    scope.x.limits = (0.0, 40.0)
+    with pytest.raises(ValueError, match="x_start..x_stop .* outside the limits of sim_x"):
+        list(smart_scan([scope.det], scope.y, 0, 63, 64, scope.x, 0, 63, 64))
+    assert scope.x.moves_ == 0
+    for kwargs, word in (({"retries": -1}, "retries"), ({"on_failure": "pray"}, "on_failure"),
+                         ({"timeout": 0}, "timeout")):
+        with pytest.raises(ValueError, match=word):
+            list(smart_scan([scope.det], scope.y, 0, 63, 64, scope.x, 0, 39, 40, **kwargs))
