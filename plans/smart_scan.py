@@ -118,6 +118,25 @@ def _resume(steer: Sampler, resume_from: Any, shape: tuple[int, int], extents) -
     return uid, int(ok.sum())
 
 
+def _staged(devices, plan):
+    """Stage ``devices``, run ``plan``, unstage them; a device that cannot be unstaged (its IOC is
+    gone, say) is logged, so the error the user sees is what ended the scan, not the clean-up."""
+
+    def unstage_all():
+        for obj in reversed(devices):
+            try:
+                yield from bps.unstage(obj)
+            except Exception as exc:
+                logger.warning("smart_scan: could not unstage %s: %s", getattr(obj, "name", obj), exc)
+
+    def inner():
+        for obj in devices:
+            yield from bps.stage(obj)
+        return (yield from plan)
+
+    return (yield from bpp.finalize_wrapper(inner(), unstage_all()))
+
+
 def _trigger_and_read(devices, timeout: float | None):
     """`bps.trigger_and_read` into ``primary``, with a time limit on the triggers."""
     group = f"smart_scan-trigger-{uuid4()}"
@@ -409,7 +428,7 @@ def smart_scan(
             start = to_pixel(float(y0), float(x0)) if y0 is not None and x0 is not None else None
             beam_time()  # the clock's origin: the start of the scan
             points, _, ask_time = yield from _off_loop(executor, lambda: decide(None, None, None, start, None))
-            batch = idle = 0
+            batch = idle = streak = 0
             while len(points):
                 values = np.full(len(points), np.nan)
                 for k, (i, j) in enumerate(points):
@@ -417,6 +436,10 @@ def smart_scan(
                     t_point = time.perf_counter()
                     values[k], problems = yield from measure(int(i), int(j))
                     beam["spent"] += time.perf_counter() - t_point
+                    streak = 0 if np.isfinite(values[k]) else streak + 1
+                    if streak >= 10:
+                        raise RuntimeError(f"10 points in a row could not be measured (the instrument looks down); "
+                                           f"last fault: {problems[-1] if problems else 'none'}")
                     if not np.isfinite(values[k]):
                         where = (f"point ({i}, {j}) at {_hinted_field(y_motor)}={ys[i]:g}, "
                                  f"{_hinted_field(x_motor)}={xs[j]:g}")
@@ -469,10 +492,9 @@ def smart_scan(
     def else_plan():
         yield from bps.close_run(exit_status="success", reason=state["reason"])
 
-    @bpp.stage_decorator(readables)
     def run():
         uid = yield from bps.open_run(_md)
         yield from bpp.contingency_wrapper(body(), except_plan=except_plan, else_plan=else_plan)
         return uid
 
-    return (yield from run())
+    return (yield from _staged(readables, run()))

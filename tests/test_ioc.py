@@ -197,3 +197,31 @@ def test_48x48_smart_scan_over_channel_access_stores_what_the_ioc_served(
                                   np.sort(sampler.measured_points[:, 0] * n + sampler.measured_points[:, 1]))
     np.testing.assert_allclose(data.values, sample_image.image[data.points[:, 0], data.points[:, 1]],
                                rtol=1e-9, atol=1e-12)
+
+
+def test_the_ioc_dying_mid_scan_ends_the_run_with_every_point_kept(ioc, stage, scaler, catalog):
+    # Last in this module: it kills the module's IOC. (A second IOC would share the CA search port,
+    # and the kernel hands each search to only one of two servers bound to it.)
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+
+    def kill_at_100(name, doc):
+        if name == "event" and doc["seq_num"] == 100 and "scaler" in doc["data"]:
+            ioc.process.kill()  # the IOC dies, as a crashed IOC does
+
+    RE.subscribe(kill_at_100)
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="could not be measured"):
+        RE(smart_scan([scaler], stage.y, 2.0, 2.0 + 47 * PIXEL, 48, stage.x, -1.0, -1.0 + 47 * PIXEL, 48,
+                      sampler={"seed": 0, "stop": {"max_fraction": 0.5}}, retries=0, timeout=2.0))
+    took = time.monotonic() - t0
+    assert catalog.writer.wait()
+    stop = docs[-1][1]
+    assert stop["exit_status"] == "fail" and "could not be measured" in stop["reason"]
+    data = read_scan(catalog.client[docs[0][1]["uid"]])
+    events = [d for name, d in docs if name == "event" and "scaler" in d["data"]]
+    assert len(data.values) == len(events) >= 100  # every point read before the death is stored
+    assert np.all(np.isfinite(data.values))  # and none after it was invented
+    assert took < 120
