@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 from bluesky import RunEngine
+from scan_report import print_scan_report
 
 from plans import BatchProgress, Catalog, LiveSparseView, read_scan, smart_scan
 from sim import SimulatedMicroscope
-from steering.metrics import quality
 
 
 def main(argv=None) -> int:
@@ -64,21 +62,10 @@ def main(argv=None) -> int:
         if catalog.writer.errors_:
             print(f"catalog errors: {catalog.writer.errors_}")
 
-    recon = data.reconstruct()
-    q = quality(truth, recon)
-    n = len(data.points)
     beam, raster = scope.clock.now, scope.raster_time()
-    decision = np.asarray(steering["steering_decision_time"])[1:]
-    print()
-    print(f"run {uid} read back from the catalog")
-    print(f"points measured: {n} of {h * w} (fraction {n / (h * w):.3f})")
-    print(f"stop reason: {data.stop_reason}")
-    print(f"simulated beam time: {beam:.1f} s vs {raster:.1f} s for a full raster ({beam / raster:.2f}x)")
-    print(f"quality vs the known sample: PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.4f}, NRMSE {q['nrmse']:.4f}")
-    if len(decision):
-        print(f"decision time per batch: median {1e3 * np.median(decision):.0f} ms, max {1e3 * decision.max():.0f} ms")
-    print(f"wall time: {wall:.1f} s; figure: {view.saved_[-1] if view.saved_ else 'none'}")
-    print(f"read it back: Catalog({str(Path(args.catalog))!r}).client[{uid!r}]")
+    print_scan_report(uid, data, steering, truth, args.catalog,
+                      f"simulated beam time: {beam:.1f} s vs {raster:.1f} s for a full raster ({beam / raster:.2f}x); "
+                      f"wall time {wall:.1f} s", view.saved_[-1] if view.saved_ else None)
     return 0
 
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scan_report import print_scan_report
 
 
 def main(argv=None) -> int:
@@ -65,7 +66,6 @@ def main(argv=None) -> int:
 
         from devices import ROISumDetector, ScalerDetector, ScanStage
         from plans import BatchProgress, Catalog, LiveSparseView, read_scan, smart_scan
-        from steering.metrics import quality
 
         # What a beamline profile defines (see examples/beamline_profile/startup/00-devices.py).
         stage = ScanStage(args.prefix, y_pv="m2", x_pv="m1", name="stage")
@@ -105,20 +105,11 @@ def main(argv=None) -> int:
             device.destroy()
         epics.ca.finalize_libca()
 
-    q = quality(sample.image, data.reconstruct())
     n = len(data.points)
-    decision = np.asarray(steering["steering_decision_time"])[1:]
-    print()
-    print(f"run {uid} read back from the catalog")
-    print(f"points measured: {n} of {h * w} (fraction {n / (h * w):.3f})")
-    print(f"stop reason: {data.stop_reason}")
-    print(f"wall time: {wall:.1f} s, {1e3 * wall / n:.1f} ms per point (dwell {1e3 * args.dwell:.0f} ms, "
-          f"settle {1e3 * args.settle_time:.0f} ms, stage {args.velocity:g} um/s)")
-    print(f"quality vs the known sample: PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.4f}, NRMSE {q['nrmse']:.4f}")
-    if len(decision):
-        print(f"decision time per batch: median {1e3 * np.median(decision):.0f} ms, max {1e3 * decision.max():.0f} ms")
-    print(f"figure: {view.saved_[-1] if view.saved_ else 'none'}")
-    print(f"read it back: Catalog({str(Path(args.catalog))!r}).client[{uid!r}]")
+    print_scan_report(uid, data, steering, sample.image, args.catalog,
+                      f"wall time: {wall:.1f} s, {1e3 * wall / n:.1f} ms per point (dwell {1e3 * args.dwell:.0f} ms, "
+                      f"settle {1e3 * args.settle_time:.0f} ms, stage {args.velocity:g} um/s)",
+                      view.saved_[-1] if view.saved_ else None)
     return 0
 
 

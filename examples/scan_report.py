@@ -1,0 +1,27 @@
+"""The summary both dry runs print once a scan has been read back from the catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from steering.metrics import quality
+
+
+def print_scan_report(uid: str, data, steering, truth: np.ndarray, catalog: str, timing: str, figure) -> None:
+    """Print points, stop reason, ``timing`` (a line of the caller's), quality against ``truth``,
+    decision times, the figure and how to read the run back."""
+    q = quality(truth, data.reconstruct())
+    n, (h, w) = len(data.points), truth.shape
+    decision = np.asarray(steering["steering_decision_time"])[1:]
+    print()
+    print(f"run {uid} read back from the catalog")
+    print(f"points measured: {n} of {h * w} (fraction {n / (h * w):.3f})")
+    print(f"stop reason: {data.stop_reason}")
+    print(timing)
+    print(f"quality vs the known sample: PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.4f}, NRMSE {q['nrmse']:.4f}")
+    if len(decision):
+        print(f"decision time per batch: median {1e3 * np.median(decision):.0f} ms, max {1e3 * decision.max():.0f} ms")
+    print(f"figure: {figure or 'none'}")
+    print(f"read it back: Catalog({str(Path(catalog))!r}).client[{uid!r}]")
