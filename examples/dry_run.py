@@ -14,9 +14,9 @@ import sys
 import time
 
 from bluesky import RunEngine
-from scan_report import print_scan_report
+from scan_report import print_scan_report, read_back
 
-from plans import BatchProgress, Catalog, LiveSparseView, read_scan, smart_scan
+from plans import BatchProgress, Catalog, LiveSparseView, smart_scan
 from sim import SimulatedMicroscope
 
 
@@ -55,12 +55,7 @@ def main(argv=None) -> int:
                                sampler={"seed": args.seed, "stop": stop}, beam_clock=lambda: scope.clock.now,
                                md={"purpose": "dry run"}))
         wall = time.perf_counter() - t1
-
-        run = catalog.client[uid]
-        data = read_scan(run)
-        steering = run["steering"].read()
-        if catalog.writer.errors_:
-            print(f"catalog errors: {catalog.writer.errors_}")
+        data, steering = read_back(catalog, uid)
 
     beam, raster = scope.clock.now, scope.raster_time()
     print_scan_report(uid, data, steering, truth, args.catalog,

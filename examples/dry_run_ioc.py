@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scan_report import print_scan_report
+from scan_report import print_scan_report, read_back
 
 
 def main(argv=None) -> int:
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
         from bluesky import RunEngine
 
         from devices import ROISumDetector, ScalerDetector, ScanStage
-        from plans import BatchProgress, Catalog, LiveSparseView, read_scan, smart_scan
+        from plans import BatchProgress, Catalog, LiveSparseView, smart_scan
 
         # What a beamline profile defines (see examples/beamline_profile/startup/00-devices.py).
         stage = ScanStage(args.prefix, y_pv="m2", x_pv="m1", name="stage")
@@ -93,11 +93,7 @@ def main(argv=None) -> int:
                                    sampler={"seed": args.seed, "stop": {"max_fraction": args.max_fraction}},
                                    md={"purpose": "dry run over Channel Access"}))
             wall = time.perf_counter() - t1
-            run = catalog.client[uid]
-            data = read_scan(run)
-            steering = run["steering"].read()
-            if catalog.writer.errors_:
-                print(f"catalog errors: {catalog.writer.errors_}")
+            data, steering = read_back(catalog, uid)
         # Close our Channel Access circuits before the IOC goes, so libca has nothing to complain about.
         import epics
 

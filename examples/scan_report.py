@@ -1,4 +1,4 @@
-"""The summary both dry runs print once a scan has been read back from the catalog."""
+"""What both dry runs do once a scan ends: read it back from the catalog and print a summary."""
 
 from __future__ import annotations
 
@@ -7,6 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from steering.metrics import quality
+
+
+def read_back(catalog, uid: str):
+    """The run ``uid`` from ``catalog`` as (`plans.ScanData`, its steering stream); reports writer errors."""
+    from plans import read_scan
+
+    run = catalog.client[uid]
+    if catalog.writer.errors_:
+        print(f"catalog errors: {catalog.writer.errors_}")
+    return read_scan(run), run["steering"].read()
 
 
 def print_scan_report(uid: str, data, steering, truth: np.ndarray, catalog: str, timing: str, figure) -> None:

@@ -4,6 +4,7 @@ The IOC runs as a child process on loopback (conftest sets private CA ports and 
 """
 
 import csv
+import os
 import time
 
 import epics
@@ -225,3 +226,17 @@ def test_the_ioc_dying_mid_scan_ends_the_run_with_every_point_kept(ioc, stage, s
     assert len(data.values) == len(events) >= 100  # every point read before the death is stored
     assert np.all(np.isfinite(data.values))  # and none after it was invented
     assert took < 120
+
+
+def test_the_repeater_confirms_both_kinds_of_registration():
+    import socket
+    import struct
+
+    port = int(os.environ["EPICS_CA_REPEATER_PORT"])  # conftest's repeater
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(5)
+        for message in (b"", struct.pack(">HHHHII", 24, 0, 0, 0, 0, 0)):  # libca's empty datagram, REPEATER_REGISTER
+            client.sendto(message, ("127.0.0.1", port))
+            reply, _ = client.recvfrom(64)
+            assert struct.unpack(">HHHHII", reply)[0] == 17  # REPEATER_CONFIRM
