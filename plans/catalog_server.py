@@ -8,7 +8,10 @@ Protocol (JSON lines). On stdin: ``["doc", name, doc]``; ``["sync", token]`` (an
 everything before it is written). On stdout: ``["ready", uri]``, ``["synced", token]``,
 ``["error", text]``. Events are buffered and written once per batch: when an event of a flush
 stream (``steering``) arrives, at a sync, and at the end of the run. The process ends when its
-stdin closes, so it never outlives the session that started it.
+stdin closes, so it never outlives the session that started it. When stdin closes with a run
+still open (the session was killed mid-scan), everything received is written and the run is
+closed with a stop document of its own (``exit_status="abort"``, `UNCLOSED_REASON`), whose
+``num_events`` count what the catalog holds.
 
 It is a separate process because the server's and the writer's Python threads (the server's
 SQLite worker polls every few milliseconds) otherwise compete with the RunEngine for the GIL;
@@ -20,9 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 _NO_AUTOMATIC_FLUSH = 1 << 62
+UNCLOSED_REASON = "the session running this scan ended before the run was closed; closed by the catalog process"
 
 
 def _batched_writer(client):
@@ -66,6 +71,20 @@ def _json_object_hook(d: dict):
     return d
 
 
+def _close_unfinished(writer, open_runs: dict[str, dict[str, int]]) -> None:
+    """Write what was received of runs that never got a stop document, and close them."""
+    import time
+    import uuid
+
+    for run, counts in open_runs.items():
+        stop = {"uid": str(uuid.uuid4()), "run_start": run, "time": time.time(), "exit_status": "abort",
+                "reason": UNCLOSED_REASON, "num_events": dict(counts)}
+        try:
+            writer("stop", stop)
+        except Exception as exc:
+            sys.stderr.write(f"could not close run {run}: {type(exc).__name__}: {exc}\n")
+
+
 def _say(*message) -> None:
     sys.stdout.write(json.dumps(list(message)) + "\n")
     sys.stdout.flush()
@@ -80,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flush-stream", action="append", default=None, help="stream whose events close a batch")
     args = parser.parse_args(argv)
     flush_streams = set(args.flush_stream or ["steering"])
+    # Ctrl-C at the terminal reaches the whole foreground process group: it is the RunEngine's to
+    # handle (pause), not a reason for the catalog to die. A closed terminal ends the session,
+    # whose end this process sees as the end of stdin, and then it finishes its writes.
+    for name in ("SIGINT", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     if hasattr(os, "nice"):
         os.nice(10)  # background work: the RunEngine's process wins the CPU when both want it
 
@@ -98,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         flush_descriptors: set[str] = set()
         failed_runs: set[str] = set()
         run_of_descriptor: dict[str, str] = {}
+        stream_of_descriptor: dict[str, str] = {}
+        open_runs: dict[str, dict[str, int]] = {}  # run uid -> events written per stream
         _say("ready", uri)
         for line in sys.stdin:
             try:
@@ -120,15 +147,27 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 writer(name, doc)
-                if name == "descriptor":
+                if name == "start":
+                    open_runs[run] = {}
+                elif name == "stop":
+                    open_runs.pop(run, None)
+                elif name == "descriptor":
                     run_of_descriptor[doc["uid"]] = doc["run_start"]
+                    stream_of_descriptor[doc["uid"]] = doc.get("name", "primary")
                     if doc.get("name") in flush_streams:
                         flush_descriptors.add(doc["uid"])
-                elif name == "event" and doc["descriptor"] in flush_descriptors:
-                    writer.flush()
+                elif name == "event":
+                    counts = open_runs.get(run)
+                    if counts is not None:
+                        stream = stream_of_descriptor.get(doc["descriptor"], "primary")
+                        counts[stream] = counts.get(stream, 0) + 1
+                    if doc["descriptor"] in flush_descriptors:
+                        writer.flush()
             except Exception as exc:
                 failed_runs.add(run)
+                open_runs.pop(run, None)
                 _say("error", f"run {run}: {type(exc).__name__}: {exc}")
+        _close_unfinished(writer, open_runs)
     finally:
         if server is not None:
             server.close()

@@ -9,7 +9,7 @@ import numpy as np
 from plans.smart_scan import grid_index
 from steering.reconstruction import reconstruct_linear
 
-__all__ = ["ScanData", "read_scan", "read_raster"]
+__all__ = ["ScanData", "read_scan", "read_scan_journal", "read_raster"]
 
 
 @dataclass
@@ -65,6 +65,42 @@ def read_scan(run) -> ScanData:
     points = np.stack([grid_index(ys, y0, y1, shape[0]), grid_index(xs, x0, x1, shape[1])], axis=1)
     stop = run.metadata.get("stop") or {}
     return ScanData(shape, ((y0, y1), (x0, x1)), points, np.stack([ys, xs], axis=1), values, stop.get("reason"))
+
+
+def read_scan_journal(path) -> ScanData:
+    """Read a `smart_scan` run from its journal file (``{journal directory}/{uid}.jsonl``).
+
+    The journal holds every point measured up to the moment the session ended, even one that was
+    killed before the catalog got the last batch; ``smart_scan(..., resume_from=path)`` resumes
+    from it.
+    """
+    from plans.storage import read_journal
+
+    start, stop, primary = None, None, set()
+    rows = []
+    for name, doc in read_journal(path):
+        if name == "start":
+            start = doc
+        elif name == "descriptor" and doc.get("name") == "primary":
+            primary.add(doc["uid"])
+        elif name == "event" and doc["descriptor"] in primary:
+            rows.append(doc["data"])
+        elif name == "stop":
+            stop = doc
+    if start is None:
+        raise ValueError(f"{path} holds no start document: not a journal of a run")
+    if start.get("plan_name") != "smart_scan":
+        raise ValueError(f"run {start.get('uid')} in {path} is a {start.get('plan_name')!r}, not a smart_scan")
+    shape = tuple(int(n) for n in start["shape"])
+    (y0, y1), (x0, x1) = start["extents"]
+    (y_field,), _ = start["hints"]["dimensions"][0]
+    (x_field,), _ = start["hints"]["dimensions"][1]
+    ys = np.array([row[y_field] for row in rows], dtype=np.float64)
+    xs = np.array([row[x_field] for row in rows], dtype=np.float64)
+    values = np.array([np.sum(np.asarray(row[start["value_field"]], dtype=np.float64)) for row in rows])
+    points = np.stack([grid_index(ys, y0, y1, shape[0]), grid_index(xs, x0, x1, shape[1])], axis=1).reshape(-1, 2)
+    return ScanData(shape, ((y0, y1), (x0, x1)), points, np.stack([ys, xs], axis=1).reshape(-1, 2), values,
+                    (stop or {}).get("reason"))
 
 
 def read_raster(run, field: str | None = None) -> np.ndarray:

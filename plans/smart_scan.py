@@ -93,17 +93,23 @@ def make_sampler(sampler: Sampler | dict | None, shape: tuple[int, int]) -> Samp
 
 def _resume(steer: Sampler, resume_from: Any, shape: tuple[int, int], extents) -> tuple[str | None, int]:
     """Tell ``steer`` what an earlier run of the same grid measured; return (its uid, points told)."""
-    from plans.readback import ScanData, read_scan
+    from plans.readback import ScanData, read_scan, read_scan_journal
 
     uid = None
     if isinstance(resume_from, ScanData):
         data = resume_from
+    elif isinstance(resume_from, (str, Path)):
+        if not Path(resume_from).is_file():
+            raise ValueError(f"resume_from: no journal file {str(resume_from)!r}")
+        data = read_scan_journal(resume_from)
+        uid = Path(resume_from).stem
     else:
         try:
             uid = resume_from.metadata["start"]["uid"]
             data = read_scan(resume_from)
         except (AttributeError, KeyError, TypeError) as exc:
-            raise ValueError(f"resume_from must be a stored smart_scan run or ScanData, got {resume_from!r}") from exc
+            raise ValueError(f"resume_from must be a stored smart_scan run, its journal file or ScanData, "
+                             f"got {resume_from!r}") from exc
     if tuple(data.shape) != tuple(shape) or not np.allclose(data.extents, extents):
         raise ValueError(f"resume_from is a {tuple(data.shape)} scan over {data.extents}; this scan is "
                          f"{tuple(shape)} over {extents}: resume on the same grid")
@@ -273,9 +279,10 @@ def smart_scan(
         ``fail``, the reason naming the point and the fault). Everything read before stays stored.
     timeout : float or None
         Seconds a move, and a trigger, may take before it counts as failed (None: wait forever).
-    resume_from : run or ScanData, optional
-        An earlier `smart_scan` of the same grid (``catalog.client[uid]``, or what `read_scan`
-        returned): its measured points are told to the sampler first, so this run continues it,
+    resume_from : run, path or ScanData, optional
+        An earlier `smart_scan` of the same grid (``catalog.client[uid]``, its journal file
+        ``{journal directory}/{uid}.jsonl`` after a crash, or what `read_scan` returned): its
+        measured points are told to the sampler first, so this run continues it,
         measuring none of them again; the start document records ``resumed_from`` (its uid) and
         ``resumed_points``. The stop criteria count the earlier points too.
     md : dict, optional

@@ -33,7 +33,7 @@ import numpy as np
 
 from plans.smart_scan import STEERING_STREAM
 
-__all__ = ["DocumentJournal", "CatalogWriter", "Catalog", "replay_journal"]
+__all__ = ["DocumentJournal", "CatalogWriter", "Catalog", "replay_journal", "read_journal"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,12 +122,8 @@ def _json_object_hook(d: dict):
     return d
 
 
-def replay_journal(path: str | Path, callback) -> int:
-    """Send the documents of a journal file to ``callback(name, doc)`` (e.g. a `CatalogWriter`).
-
-    Returns the number of documents sent. A last line cut short by a crash is skipped.
-    """
-    n = 0
+def read_journal(path: str | Path):
+    """Yield the ``(name, doc)`` pairs of a journal file in order; a line cut short by a crash is skipped."""
     with open(path, encoding="utf-8") as f:
         for line in f:
             try:
@@ -135,9 +131,42 @@ def replay_journal(path: str | Path, callback) -> int:
             except ValueError:
                 logger.warning("journal %s: skipping an incomplete line", path)
                 continue
-            callback(name, doc)
-            n += 1
+            yield name, doc
+
+
+def replay_journal(path: str | Path, callback) -> int:
+    """Send the documents of a journal file to ``callback(name, doc)`` (e.g. a `CatalogWriter`).
+
+    Returns the number of documents sent. A last line cut short by a crash is skipped. To put a
+    run back into a catalog that holds part of it, use `Catalog.recover`.
+    """
+    n = 0
+    for name, doc in read_journal(path):
+        callback(name, doc)
+        n += 1
     return n
+
+
+def _nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {k: int(v) for k, v in counts.items() if v}
+
+
+def _journal_summary(path: Path) -> tuple[str | None, dict[str, int], dict | None]:
+    """(run uid, events per stream, stop document or None) of a journal file."""
+    uid, stop = None, None
+    streams: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for name, doc in read_journal(path):
+        if name == "start":
+            uid = doc["uid"]
+        elif name == "descriptor":
+            streams[doc["uid"]] = doc.get("name", "primary")
+        elif name == "event":
+            stream = streams.get(doc["descriptor"], "primary")
+            counts[stream] = counts.get(stream, 0) + 1
+        elif name == "stop":
+            stop = doc
+    return uid, counts, stop
 
 
 class CatalogWriter:
@@ -176,6 +205,10 @@ class CatalogWriter:
         self._send('["doc", ' + line[1:])
         if name == "stop":
             self.wait()
+
+    def send_unjournaled(self, name: str, doc: dict) -> None:
+        """Pass a document to the catalog without journaling it (for replaying a journal)."""
+        self._send(json.dumps(["doc", name, doc], default=_json_default))
 
     def _send(self, text: str) -> bool:
         if self._broken:
@@ -300,6 +333,83 @@ class Catalog:
             raise RuntimeError(f"the catalog process did not start within {timeout} s; its log ({log_path}):\n{tail}")
         self.uri = uri
         return process
+
+    def recover(self, uids: list[str] | None = None, *, quiet_for: float = 60.0) -> dict[str, str]:
+        """Make the catalog hold every run of the journal completely (after a crash or a kill).
+
+        The journal holds every document the RunEngine emitted before the session died; the catalog
+        may lack the events since its last batch write (if its process died too) and the run's stop
+        document. For each run, this compares the two and, where the catalog holds less, writes the
+        run again from the journal (a partial copy is deleted first). A run the journal never closed
+        gets a stop document with ``exit_status="abort"`` and a reason saying so. Afterwards
+        ``resume_from=catalog.client[uid]`` continues the scan.
+
+        Parameters
+        ----------
+        uids : list of str, optional
+            Runs to check. Default: every run in the journal directory, except runs of this session
+            still open and journals written to in the last ``quiet_for`` seconds (another session
+            may be writing them).
+        quiet_for : float
+            See ``uids``.
+
+        Returns
+        -------
+        dict
+            Run uid -> what was done: ``"complete"`` (nothing to do), ``"written"`` (the catalog
+            lacked the run), ``"rewritten"`` (the catalog held part of it), ``"closed"`` (only the
+            stop document was missing).
+        """
+        import time
+
+        from plans.catalog_server import UNCLOSED_REASON
+
+        if uids is None:
+            now = time.time()
+            paths = [p for p in sorted(self.journal.directory.glob("*.jsonl"))
+                     if p.stem not in self.journal._files and now - p.stat().st_mtime >= quiet_for]
+        else:
+            paths = [self.journal.path(uid) for uid in uids]
+            missing = [str(p) for p in paths if not p.is_file()]
+            if missing:
+                raise ValueError(f"uids: no journal for {missing}")
+        done: dict[str, str] = {}
+        for path in paths:
+            uid, counts, stop = _journal_summary(path)
+            if uid is None:
+                logger.warning("journal %s holds no start document; skipped", path)
+                continue
+            closing = stop or {"uid": str(uuid.uuid4()), "run_start": uid, "time": time.time(),
+                               "exit_status": "abort", "num_events": dict(counts),
+                               "reason": "recovered from the journal: " + UNCLOSED_REASON}
+            try:
+                run = self.client[uid]
+            except KeyError:
+                run = None
+            held = (run.metadata.get("stop") or {}) if run is not None else None
+            if held and _nonzero(held.get("num_events") or {}) == _nonzero(counts):
+                done[uid] = "complete"
+                continue
+            if run is not None and not held and _nonzero(self._events_held(run)) == _nonzero(counts):
+                self.writer.wait()
+                run.update_metadata(metadata={"stop": closing}, drop_revision=True)
+                done[uid] = "closed"
+                continue
+            if run is not None:
+                run.delete(recursive=True, external_only=False)
+            for name, doc in read_journal(path):
+                self.writer.send_unjournaled(name, doc)
+            if stop is None:
+                self.writer.send_unjournaled("stop", closing)
+            if not self.writer.wait():
+                raise RuntimeError(f"run {uid}: the catalog did not confirm the rewrite: {self.writer.errors_[-1:]}")
+            done[uid] = "written" if run is None else "rewritten"
+            logger.info("catalog: run %s %s from the journal %s", uid, done[uid], path)
+        return done
+
+    @staticmethod
+    def _events_held(run) -> dict[str, int]:
+        return {stream: len(run[stream].read()) for stream in run}
 
     def close(self) -> None:
         """Finish pending writes and stop the catalog process (and the embedded server)."""

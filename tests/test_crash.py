@@ -1,0 +1,164 @@
+"""A session that is killed or interrupted from outside: real processes, real signals, the real catalog.
+
+The scan runs in a child process (`scan_in_child.py`) with its own embedded catalog; the test
+presses Ctrl-C at it or kills it, then opens the same catalog directory as a new session would.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bluesky import RunEngine
+
+from plans import Catalog, read_scan, read_scan_journal, smart_scan
+from plans.catalog_server import UNCLOSED_REASON
+from sim import SimulatedMicroscope
+
+CHILD = Path(__file__).with_name("scan_in_child.py")
+sys.path.insert(0, str(CHILD.parent))
+import scan_in_child  # noqa: E402
+
+BUDGET = round(scan_in_child.FRACTION * scan_in_child.SHAPE**2)
+
+
+class ChildScan:
+    """The child process and the lines it printed."""
+
+    def __init__(self, directory: Path, *args: str):
+        self.process = subprocess.Popen([sys.executable, str(CHILD), str(directory), *args], stdout=subprocess.PIPE,
+                                        text=True, start_new_session=True)
+        self.lines: list[str] = []
+
+    def read_until(self, prefix: str, timeout: float = 120.0) -> str:
+        deadline = time.monotonic() + timeout
+        for line in self.process.stdout:
+            self.lines.append(line.strip())
+            if line.startswith(prefix):
+                return line.strip()
+            assert time.monotonic() < deadline, f"no {prefix!r} within {timeout} s; last lines {self.lines[-5:]}"
+        raise AssertionError(f"the child ended before printing {prefix!r}; it printed {self.lines[-5:]}")
+
+    @property
+    def uid(self) -> str:
+        return next(line.split()[1] for line in self.lines if line.startswith("uid "))
+
+    def wait(self) -> int:
+        try:
+            return self.process.wait(timeout=60)
+        finally:
+            self.process.stdout.close()
+
+
+def _stored_run(cat: Catalog, uid: str, timeout: float = 60.0):
+    """The run once its stop document is in the catalog (the old catalog process may still be writing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            run = cat.client[uid]
+            if run.metadata.get("stop"):
+                return run
+        except KeyError:
+            pass
+        assert time.monotonic() < deadline, f"run {uid} was not closed in the catalog within {timeout} s"
+        time.sleep(0.5)
+
+
+def _scope():
+    return SimulatedMicroscope(scan_in_child.sample_image(), name="sim")
+
+
+def test_ctrl_c_twice_at_the_terminal_pauses_and_the_scan_goes_on_with_every_point_stored(tmp_path):
+    child = ChildScan(tmp_path / "cat")
+    child.read_until("event 100")
+    for _ in range(2):  # as a terminal does: to the whole foreground process group, catalog process included
+        os.killpg(child.process.pid, signal.SIGINT)
+        time.sleep(0.05)
+    child.read_until("paused")
+    done = child.read_until("done")
+    assert child.wait() == 0
+    assert done == f"done success {BUDGET}"
+    with Catalog(tmp_path / "cat") as cat:
+        stored = read_scan(cat.client[child.uid])
+    assert len(stored.points) == len({tuple(p) for p in stored.points.tolist()}) == BUDGET
+    assert np.all(np.isfinite(stored.values))
+
+
+def test_a_killed_session_loses_no_point_and_the_scan_resumes_in_a_new_one(tmp_path):
+    child = ChildScan(tmp_path / "cat")
+    child.read_until("event 300")
+    child.process.kill()  # kill -9 of the IPython session; its catalog process lives on to see it go
+    assert child.wait() == -signal.SIGKILL
+    printed = max(int(line.split()[1]) for line in child.lines if line.startswith("event "))
+    journal = read_scan_journal(tmp_path / "cat" / "journal" / f"{child.uid}.jsonl")
+    assert printed <= len(journal.points) < BUDGET
+    with Catalog(tmp_path / "cat") as cat:
+        run = _stored_run(cat, child.uid)
+        stored = read_scan(run)
+        # the catalog holds every point the journal holds, in order, and says why the run ended
+        np.testing.assert_array_equal(stored.points, journal.points)
+        np.testing.assert_array_equal(stored.values, journal.values)
+        stop = run.metadata["stop"]
+        assert stop["exit_status"] == "abort" and stop["reason"] == UNCLOSED_REASON
+        assert cat.recover(quiet_for=0) == {child.uid: "complete"}
+
+        RE = RunEngine({})
+        RE.subscribe(cat.writer)
+        (second,) = RE(scan_in_child.scan(_scope(), resume_from=cat.client[child.uid]))
+        assert cat.writer.wait()
+        more = read_scan(cat.client[second])
+        assert cat.client[second].metadata["start"]["resumed_from"] == child.uid
+    before = {tuple(p) for p in journal.points.tolist()}
+    after = {tuple(p) for p in more.points.tolist()}
+    assert not before & after and len(before) + len(after) == BUDGET
+
+
+def test_when_the_catalog_process_dies_too_recover_rewrites_the_run_from_the_journal(tmp_path):
+    child = ChildScan(tmp_path / "cat")
+    child.read_until("event 300")
+    os.killpg(child.process.pid, signal.SIGKILL)  # the whole session at once: catalog process included
+    child.wait()
+    path = tmp_path / "cat" / "journal" / f"{child.uid}.jsonl"
+    journal = read_scan_journal(path)
+    with Catalog(tmp_path / "cat") as cat:
+        run = cat.client[child.uid]
+        assert not run.metadata.get("stop")
+        partial = len(read_scan(run).points)
+        assert partial <= len(journal.points)  # events since the last batch write were only journaled
+        assert cat.recover(quiet_for=0) == {child.uid: "rewritten" if partial < len(journal.points) else "closed"}
+        run = cat.client[child.uid]
+        stored = read_scan(run)
+        np.testing.assert_array_equal(stored.points, journal.points)
+        assert run.metadata["stop"]["exit_status"] == "abort"
+        assert run.metadata["stop"]["num_events"]["primary"] == len(journal.points)
+        assert cat.recover(quiet_for=0) == {child.uid: "complete"}  # a second call changes nothing
+
+        RE = RunEngine({})
+        RE.subscribe(cat.writer)
+        (second,) = RE(scan_in_child.scan(_scope(), resume_from=path))  # straight from the journal file
+        assert cat.writer.wait()
+        more = read_scan(cat.client[second])
+    before = {tuple(p) for p in journal.points.tolist()}
+    assert not before & {tuple(p) for p in more.points.tolist()}
+    assert len(before) + len(more.points) == BUDGET
+    print(f"killed at {len(journal.points)} journaled points; catalog held {partial} before recover")
+
+
+def test_recover_writes_a_run_the_catalog_never_saw_and_refuses_unknown_uids(tmp_path):
+    scope = _scope()
+    with Catalog(tmp_path / "first") as first:
+        RE = RunEngine({})
+        RE.subscribe(first.writer)
+        (uid,) = RE(smart_scan([scope.det], scope.y, 0, 23, 24, scope.x, 0, 23, 24,
+                               sampler={"seed": 0, "stop": {"max_fraction": 0.1}}))
+        path = first.journal.path(uid)
+    with Catalog(tmp_path / "second", journal_directory=path.parent) as second:
+        assert second.recover(quiet_for=0) == {uid: "written"}
+        assert len(read_scan(second.client[uid]).points) == round(0.1 * 24 * 24)
+        assert second.client[uid].metadata["stop"]["exit_status"] == "success"  # the journal's own stop
+        with pytest.raises(ValueError, match="uids"):
+            second.recover(["no-such-run"])
