@@ -15,7 +15,7 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky.protocols import Movable, Readable
-from bluesky.utils import MsgGenerator, RunEngineControlException
+from bluesky.utils import Msg, MsgGenerator, NoReplayAllowed, RunEngineControlException
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
 
@@ -163,6 +163,39 @@ def _trigger_and_read(devices, timeout: float | None):
         raise
     yield from bps.save()
     return reading
+
+
+class _ReplayGuard:
+    """Keeps a pause or suspension from replaying a point that is already saved.
+
+    On resume the RunEngine replays the messages since the last checkpoint. The plan yields a
+    checkpoint right after each event, but a suspension can land between the ``save`` and that
+    checkpoint; the replay would then measure the point again and emit it twice. This object
+    listens to the run's events and, asked to ``pause`` by the RunEngine while an event is saved
+    and not yet followed by a checkpoint, raises `NoReplayAllowed`: the RunEngine then drops its
+    replay cache and continues after the save.
+    """
+
+    name = "smart_scan_replay_guard"
+
+    def __init__(self) -> None:
+        self.saved = False
+
+    def __call__(self, name: str, doc: dict) -> None:
+        if name == "event":
+            self.saved = True
+
+    def checkpoint(self):
+        """`bps.checkpoint`, after which nothing saved is left to replay."""
+        yield from bps.checkpoint()
+        self.saved = False
+
+    def pause(self) -> None:
+        if self.saved:
+            raise NoReplayAllowed()
+
+    def resume(self) -> None:
+        pass
 
 
 def _sampler_md(sampler: Sampler) -> dict:
@@ -427,9 +460,13 @@ def smart_scan(
         failures[(i, j)] = failures.get((i, j), 0) + 1
         return float("nan"), problems
 
+    guard = _ReplayGuard()
+
     def body():
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart_scan")
         try:
+            yield from bps.subscribe("event", guard)
+            yield Msg("null", guard)  # the RunEngine asks the objects of a plan's messages to pause
             y0 = yield from bps.rd(y_motor)
             x0 = yield from bps.rd(x_motor)
             start = to_pixel(float(y0), float(x0)) if y0 is not None and x0 is not None else None
@@ -439,9 +476,12 @@ def smart_scan(
             while len(points):
                 values = np.full(len(points), np.nan)
                 for k, (i, j) in enumerate(points):
-                    yield from bps.checkpoint()
+                    yield from guard.checkpoint()
                     t_point = time.perf_counter()
                     values[k], problems = yield from measure(int(i), int(j))
+                    # A pause or suspension rewinds to the last checkpoint and replays what followed:
+                    # one right after each point keeps a saved point from being measured again.
+                    yield from guard.checkpoint()
                     beam["spent"] += time.perf_counter() - t_point
                     streak = 0 if np.isfinite(values[k]) else streak + 1
                     if streak >= 10:
@@ -482,8 +522,10 @@ def smart_scan(
                 report.decision_time.put(ask_time + tell_time)
                 report.stop_reason.put(state["reason"] or "")
                 yield from bps.trigger_and_read([report], name=STEERING_STREAM)
+                yield from guard.checkpoint()
                 if batch % maps_every == 0 or not len(nxt):
                     yield from emit_maps()
+                    yield from guard.checkpoint()
                 points, ask_time = nxt, next_ask_time
             if state["reason"] is None:
                 state["reason"] = steer.stop_reason or "sampler had no more points to measure"
