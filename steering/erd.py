@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from importlib import resources
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from torch import nn
 
 from .features import FEATURE_NAMES, N_FEATURES
 
-__all__ = ["ERDNet", "load_model", "save_model", "default_model_path", "ModelFileError"]
+__all__ = ["ERDNet", "load_model", "save_model", "default_model_path", "weights_digest", "ModelFileError"]
 
 _FORMAT = "steering-erd-mlp/1"
+logger = logging.getLogger(__name__)
 
 
 class ModelFileError(ValueError):
@@ -86,17 +88,29 @@ def default_model_path() -> Path:
     return Path(str(resources.files("steering") / "models" / "default.safetensors"))
 
 
+def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of ``tensors`` (stored in the file, checked on load)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def save_model(model: ERDNet, path: str | Path, card: dict | None = None) -> Path:
     """Write ``path`` (safetensors) and its model card ``path`` with suffix ``.json``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     meta = {
         "format": _FORMAT,
         "n_features": str(model.n_features),
         "hidden": json.dumps(list(model.hidden)),
         "feature_names": json.dumps(list(FEATURE_NAMES)),
+        "weights_sha256": weights_digest(tensors),
     }
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
+    save_file(tensors, str(path), metadata=meta)
     if card is not None:
         path.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return path
@@ -105,10 +119,15 @@ def save_model(model: ERDNet, path: str | Path, card: dict | None = None) -> Pat
 def load_model(path: str | Path | None = None) -> ERDNet:
     """Load an ERD model from a safetensors file (default: the shipped one).
 
+    The file is read as data only (safetensors: a JSON header and raw tensor bytes; nothing in it
+    is ever executed). Its header must name this package's format and feature set, and the
+    weights must match the checksum the header holds and be finite, so a file altered after it
+    was written is refused.
+
     Raises
     ------
     ModelFileError
-        If the file is missing or corrupt, or was made for another feature set.
+        If the file is missing, corrupt or altered, or was made for another feature set.
     """
     path = default_model_path() if path is None else Path(path)
     if not path.is_file():
@@ -125,20 +144,29 @@ def load_model(path: str | Path | None = None) -> ERDNet:
         raise ModelFileError(
             f"{path} is not a steering ERD model (format {meta.get('format')!r}, expected {_FORMAT!r})"
         )
-    names = json.loads(meta.get("feature_names", "[]"))
+    try:
+        names = json.loads(meta.get("feature_names", "[]"))
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: unreadable header field feature_names ({exc})") from exc
     if tuple(names) != FEATURE_NAMES:
         raise ModelFileError(f"{path} was trained on features {names}, this package computes {list(FEATURE_NAMES)}")
+    if meta.get("weights_sha256") != weights_digest(tensors):
+        raise ModelFileError(f"{path}: the weights do not match the checksum in the file's header "
+                             "(altered or damaged after it was written)")
+    if not all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point()):
+        raise ModelFileError(f"{path}: the weights hold NaN or inf")
     try:
         model = ERDNet(int(meta["n_features"]), tuple(json.loads(meta["hidden"])))
         model.load_state_dict(tensors, strict=True)
-    except (KeyError, RuntimeError, ValueError) as exc:
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path} does not hold the weights of an ERDNet: {exc}") from exc
     card_path = path.with_suffix(".json")
+    model.card = {}
     if card_path.is_file():
         try:
             model.card = json.loads(card_path.read_text())
         except ValueError:
-            model.card = {}
+            logger.warning("model card %s is not valid JSON; ignored", card_path)
     model.source = {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     model.eval()
     return model
