@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from bluesky.protocols import Movable, Readable
 from bluesky.utils import Msg, MsgGenerator, NoReplayAllowed, RunEngineControlException
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
+from ophyd.utils import LimitError
 
 from steering import Sampler, StopCriteria
 
@@ -232,13 +234,31 @@ def _scalar(value: Any, reduce: str) -> float:
     return float(_REDUCERS[reduce](a))
 
 
-def _off_loop(executor: ThreadPoolExecutor, fn):
-    """Run ``fn`` in a worker thread; the RunEngine's loop (pause, Ctrl-C) stays responsive meanwhile.
+_worker: ThreadPoolExecutor | None = None
+_worker_lock = threading.Lock()
+
+
+def _sampler_worker() -> ThreadPoolExecutor:
+    """The one thread the sampler runs in, for every scan of the session.
+
+    One thread for the session, not one per scan: each new thread gets a fresh malloc arena, and
+    the resident memory of a session then grew by a few MiB per scan (measured in the soak test).
+    """
+    global _worker
+    with _worker_lock:
+        if _worker is None:
+            _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart_scan-sampler")
+        return _worker
+
+
+def _off_loop(futures: list, fn):
+    """Run ``fn`` in the sampler's thread; the RunEngine's loop (pause, Ctrl-C) stays responsive meanwhile.
 
     The future is made once, so a replay after a pause waits on the same result instead of
-    calling ``fn`` again.
+    calling ``fn`` again. It is added to ``futures`` so that the scan can cancel what it left queued.
     """
-    future = executor.submit(fn)
+    future = _sampler_worker().submit(fn)
+    futures.append(future)
     yield from bps.wait_for([lambda: asyncio.wrap_future(future)])
     return future.result()
 
@@ -305,7 +325,8 @@ def smart_scan(
         sampler. Reported every batch and checked against ``stop.max_beam_time``.
     retries : int
         How many times a point is tried again after its move fails, its detector raises or times out,
-        or its steering value is NaN/inf.
+        or its steering value is NaN/inf. A target outside a motor's limits (``LimitError``, e.g.
+        limits tightened mid-scan) is not retried, and the sampler is not asked to go there again.
     on_failure : {"skip", "stop"}
         After the retries: ``"skip"`` records the point as failed (a NaN, never a made-up value; the
         sampler may ask for it again once) and goes on; ``"stop"`` ends the run (exit status
@@ -436,7 +457,8 @@ def smart_scan(
     failures: dict[tuple[int, int], int] = {}
 
     def measure(i: int, j: int):
-        """Move to pixel (i, j) and read; retried on faults. Returns (value, what went wrong)."""
+        """Move to pixel (i, j) and read; retried on faults. Returns (value, what went wrong, whether the
+        point is out of reach: a limit, not a fault of the instrument)."""
         problems = []
         tries = 1 if failures.get((i, j), 0) else int(retries) + 1  # a point that failed before gets one try
         for _ in range(tries):
@@ -448,6 +470,10 @@ def smart_scan(
                 reading = yield from _trigger_and_read(readables, timeout)
             except RunEngineControlException:
                 raise
+            except LimitError as exc:  # the stage may not go there: trying again cannot help
+                problems.append(f"{type(exc).__name__}: {exc}")
+                failures[(i, j)] = failures.get((i, j), 0) + 2  # not asked for again
+                return float("nan"), problems, True
             except Exception as exc:  # a fault of the instrument at this point: retry, then give up
                 problems.append(f"{type(exc).__name__}: {exc}")
                 continue
@@ -455,15 +481,15 @@ def smart_scan(
                 raise ValueError(f"value_field {field!r} is not among the fields read: {sorted(reading)}")
             value = _scalar(reading[field]["value"], reduce)
             if np.isfinite(value):
-                return value, problems
+                return value, problems, False
             problems.append(f"{field} read {value}")
         failures[(i, j)] = failures.get((i, j), 0) + 1
-        return float("nan"), problems
+        return float("nan"), problems, False
 
     guard = _ReplayGuard()
 
     def body():
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart_scan")
+        futures: list = []
         try:
             yield from bps.subscribe("event", guard)
             yield Msg("null", guard)  # the RunEngine asks the objects of a plan's messages to pause
@@ -471,19 +497,20 @@ def smart_scan(
             x0 = yield from bps.rd(x_motor)
             start = to_pixel(float(y0), float(x0)) if y0 is not None and x0 is not None else None
             beam_time()  # the clock's origin: the start of the scan
-            points, _, ask_time = yield from _off_loop(executor, lambda: decide(None, None, None, start, None))
+            points, _, ask_time = yield from _off_loop(futures, lambda: decide(None, None, None, start, None))
             batch = idle = streak = 0
             while len(points):
                 values = np.full(len(points), np.nan)
                 for k, (i, j) in enumerate(points):
                     yield from guard.checkpoint()
                     t_point = time.perf_counter()
-                    values[k], problems = yield from measure(int(i), int(j))
+                    values[k], problems, out_of_reach = yield from measure(int(i), int(j))
                     # A pause or suspension rewinds to the last checkpoint and replays what followed:
                     # one right after each point keeps a saved point from being measured again.
                     yield from guard.checkpoint()
                     beam["spent"] += time.perf_counter() - t_point
-                    streak = 0 if np.isfinite(values[k]) else streak + 1
+                    # points beyond a limit are not a sign that the instrument is down
+                    streak = 0 if np.isfinite(values[k]) else streak + (not out_of_reach)
                     if streak >= 10:
                         raise RuntimeError(f"10 points in a row could not be measured (the instrument looks down); "
                                            f"last fault: {problems[-1] if problems else 'none'}")
@@ -501,7 +528,7 @@ def smart_scan(
                 start = tuple(points[-1])
                 spent = beam_time()
                 nxt, tell_time, next_ask_time = yield from _off_loop(
-                    executor, lambda p=points, v=values, f=failed, s=start, b=spent: decide(p, v, f, s, b)
+                    futures, lambda p=points, v=values, f=failed, s=start, b=spent: decide(p, v, f, s, b)
                 )
                 signals = steer.history_[-1] if steer.history_ else steer.signals  # as the stop check saw them
                 batch += 1
@@ -530,7 +557,8 @@ def smart_scan(
             if state["reason"] is None:
                 state["reason"] = steer.stop_reason or "sampler had no more points to measure"
         finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+            for future in futures:
+                future.cancel()  # only what has not started: a running ask finishes in the background
 
     def except_plan(e):
         if isinstance(e, RunEngineControlException):

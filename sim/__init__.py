@@ -8,10 +8,11 @@ from importlib import import_module
 from sim.clock import SimClock
 from sim.sample import SampleImage, default_sample
 
-__all__ = ["SampleImage", "SimClock", "SimulatedDetector", "SimulatedMicroscope", "SimulatedMotor", "default_sample"]
+__all__ = ["SampleImage", "SimClock", "SimulatedDetector", "SimulatedMicroscope", "SimulatedMotor", "FaultyDetector",
+           "default_sample"]
 
 _LAZY = {"SimulatedDetector": "sim.microscope", "SimulatedMicroscope": "sim.microscope",
-         "SimulatedMotor": "sim.microscope"}
+         "SimulatedMotor": "sim.microscope", "FaultyDetector": "sim.faults"}
 
 
 def __getattr__(name: str):

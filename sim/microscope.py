@@ -35,10 +35,18 @@ def _finished_after(obj, seconds: float) -> Status:
     return status
 
 
+MOTOR_FAULTS = ("fail", "hang")
+"""What a `SimulatedMotor` move can do when a fault is due: stall halfway and report an error
+(a following error), or never finish (a lost controller)."""
+
+
 class SimulatedMotor(Device):
     """One stage axis: moves at ``velocity`` and settles for ``settle_time`` after each move.
 
     Reads as a motor does: the readback is named after the motor itself and is the hinted field.
+    A move outside ``limits`` raises `LimitError` (change ``limits`` mid-scan to hit one); a move
+    to a target in ``faults`` (``{target: [kind, ...]}``, kinds from `MOTOR_FAULTS`, one per move
+    in order) fails in that way.
     """
 
     readback = Cpt(Signal, value=0.0, kind=Kind.hinted)
@@ -55,6 +63,7 @@ class SimulatedMotor(Device):
         self.time_scale = float(time_scale)
         self.egu = egu
         self.moves_ = 0
+        self.faults: dict[float, list[str]] = {}
 
     @property
     def position(self) -> float:
@@ -76,6 +85,19 @@ class SimulatedMotor(Device):
         low, high = self.limits
         if not low <= value <= high:
             raise LimitError(f"{self.name}: target {value} outside the limits [{low}, {high}]")
+        kinds = self.faults.get(value)
+        kind = kinds.pop(0) if kinds else None
+        if kind is not None and kind not in MOTOR_FAULTS:
+            raise ValueError(f"{self.name}: unknown fault {kind!r}; known: {list(MOTOR_FAULTS)}")
+        if kind is not None:
+            self.setpoint.put(value)
+            self.moves_ += 1
+            status = Status(obj=self)
+            if kind == "fail":
+                self.readback.put((self.position + value) / 2)
+                status.set_exception(RuntimeError(f"{self.name}: following error, stopped at "
+                                                  f"{self.position:g} on the way to {value:g}"))
+            return status
         duration = self.move_time(value - self.position)
         self.clock.book_move(duration)
         self.setpoint.put(value)

@@ -1,7 +1,8 @@
 """Faults at single points: retried, then skipped or ending the run; never a made-up value, never a hang.
 
-The detector below injects faults at chosen stage positions: a detector that raises, hangs or
-reads NaN on demand cannot be made real, so this is the one mock the suite uses.
+`sim.FaultyDetector` injects detector faults at chosen stage positions (a detector that raises,
+hangs or reads NaN on demand cannot be made real); the simulated motors fail moves on demand and
+refuse targets outside their limits.
 """
 
 import time
@@ -9,51 +10,19 @@ import time
 import numpy as np
 import pytest
 from bluesky import RunEngine
-from ophyd import Component as Cpt
-from ophyd import Device, Kind, Signal
-from ophyd.status import Status
 
 from plans import read_scan, smart_scan
-from sim import SimulatedMicroscope
+from sim import FaultyDetector, SimulatedMicroscope
 
 
-class FaultyDetector(Device):
-    """Reads the microscope's sample; at scheduled (y, x) it raises, hangs or reads NaN, ``times`` times."""
-
-    value = Cpt(Signal, value=0.0, kind=Kind.hinted)
-
-    def __init__(self, scope, faults, *, name="faulty", **kwargs):
-        super().__init__("", name=name, **kwargs)
-        self.value.name = self.name
-        self.scope = scope
-        self.faults = {pos: list(kinds) for pos, kinds in faults.items()}  # (y, x) -> ["raise", "nan", "hang"]
-        self.triggers_ = 0
-        self.injected_ = []
-
-    def trigger(self):
-        self.triggers_ += 1
-        pos = (round(self.scope.y.position), round(self.scope.x.position))
-        kinds = self.faults.get(pos)
-        kind = kinds.pop(0) if kinds else None
-        status = Status(obj=self)
-        if kind is not None:
-            self.injected_.append((pos, kind))
-        if kind == "raise":
-            raise RuntimeError(f"detector fault at {pos}")
-        if kind == "hang":
-            return status  # never finishes
-        value = self.scope.sample_at(self.scope.y.position, self.scope.x.position)
-        self.value.put(np.nan if kind == "nan" else value)
-        status.set_finished()
-        return status
-
-
-def _run(blobs, catalog, faults, **kwargs):
+def _run(blobs, catalog, faults, *, scope=None, subscribe=(), **kwargs):
     RE = RunEngine({})
     RE.subscribe(catalog.writer)
     docs = []
     RE.subscribe(lambda name, doc: docs.append((name, doc)))
-    scope = SimulatedMicroscope(blobs[:32, :32], name="sim")
+    for callback in subscribe:
+        RE.subscribe(callback)
+    scope = scope or SimulatedMicroscope(blobs[:32, :32], name="sim")
     det = FaultyDetector(scope, faults)
     sampler = {"seed": 0, "stop": {"max_fraction": 0.2}}
     try:
@@ -62,7 +31,11 @@ def _run(blobs, catalog, faults, **kwargs):
         assert catalog.writer.wait()
     start, stop = docs[0][1], docs[-1][1]
     events = [d for name, d in docs if name == "event" and "faulty" in d["data"]]
-    return det, start, stop, events, read_scan(catalog.client[start["uid"]])
+    data = read_scan(catalog.client[start["uid"]])
+    print(f"\n{len(det.injected_)} detector faults; points measured {len(events)}, in the catalog "
+          f"{len(data.values)} ({int(np.isnan(data.values).sum())} NaN); exit {stop['exit_status']}: "
+          f"{stop.get('reason')}")
+    return det, start, stop, events, data
 
 
 def _first_points(blobs, n=6):
@@ -143,3 +116,39 @@ def test_ranges_outside_motor_limits_are_refused_before_any_move(blobs):
                          ({"timeout": 0}, "timeout")):
         with pytest.raises(ValueError, match=word):
             list(smart_scan([scope.det], scope.y, 0, 63, 64, scope.x, 0, 39, 40, **kwargs))
+
+
+def test_a_motor_that_stalls_or_never_arrives_is_retried_then_skipped(blobs, catalog):
+    a, b = _first_points(blobs, 2)
+    scope = SimulatedMicroscope(blobs[:32, :32], name="sim")
+    scope.x.faults = {float(a[1]): ["fail"]}  # a following error once: the retry gets there
+    scope.y.faults = {float(b[0]): ["hang"] * 10}  # never arrives: times out, retried, skipped
+    t0 = time.monotonic()
+    det, start, stop, events, data = _run(blobs, catalog, {}, scope=scope, retries=1, timeout=0.3)
+    assert time.monotonic() - t0 < 30
+    assert stop["exit_status"] == "success"
+    assert len(data.values) == len(events) == stop["num_events"]["primary"]
+    finite = np.isfinite(data.values)
+    measured = {tuple(p) for p in data.points[finite].tolist()}
+    assert a in measured
+    assert finite.sum() == len(measured) == round(0.2 * 32 * 32)
+    # a failed move reads nothing: no event at all for it, so nothing can be mistaken for data
+    assert det.triggers_ == len(events)
+
+
+def test_a_limit_hit_mid_scan_fails_those_points_without_retries_and_the_scan_goes_on(blobs, catalog, caplog):
+    scope = SimulatedMicroscope(blobs[:32, :32], name="sim")
+
+    def narrow_limits(name, doc):
+        if name == "event" and doc["seq_num"] == 100 and "faulty" in doc["data"]:
+            scope.x.limits = (0.0, 20.0)  # someone tightened the soft limit during the scan
+
+    with caplog.at_level("WARNING", logger="plans.smart_scan"):
+        det, start, stop, events, data = _run(blobs, catalog, {}, scope=scope, subscribe=[narrow_limits])
+    assert stop["exit_status"] == "success"
+    assert len(data.values) == len(events) == stop["num_events"]["primary"]
+    assert np.all(data.positions[100:, 1] <= 20) and np.all(np.isfinite(data.values))
+    refused = [r.getMessage().split(" recorded")[0] for r in caplog.records if "LimitError" in r.getMessage()]
+    assert refused and len(refused) == len(set(refused))  # each point beyond the limit tried once, never again
+    assert len(events) > 100 + len(refused)  # and the scan went on within the limits
+    print(f"{len(refused)} points beyond the new limit refused once each; {len(events)} points measured")

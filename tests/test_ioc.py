@@ -224,6 +224,7 @@ def test_the_ioc_dying_mid_scan_ends_the_run_with_every_point_kept(ioc, stage, s
     data = read_scan(catalog.client[docs[0][1]["uid"]])
     events = [d for name, d in docs if name == "event" and "scaler" in d["data"]]
     assert len(data.values) == len(events) >= 100  # every point read before the death is stored
+    print(f"\nIOC killed: points measured {len(events)}, in the catalog {len(data.values)}; {stop['reason']}")
     assert np.all(np.isfinite(data.values))  # and none after it was invented
     assert took < 120
 
