@@ -361,6 +361,9 @@ def smart_scan(
     for label, v in (("y_start", y_start), ("y_stop", y_stop), ("x_start", x_start), ("x_stop", x_stop)):
         if not np.isfinite(float(v)):
             raise ValueError(f"{label} must be finite, got {v}")
+    for axis, lo, hi in (("y", y_start, y_stop), ("x", x_start, x_stop)):
+        if float(lo) == float(hi):
+            raise ValueError(f"{axis}_start and {axis}_stop must differ (a range of zero width), both are {lo}")
     if reduce not in _REDUCERS:
         raise ValueError(f"reduce must be one of {sorted(_REDUCERS)}, got {reduce!r}")
     if int(maps_every) != maps_every or maps_every < 1:

@@ -152,3 +152,53 @@ def test_a_limit_hit_mid_scan_fails_those_points_without_retries_and_the_scan_go
     assert refused and len(refused) == len(set(refused))  # each point beyond the limit tried once, never again
     assert len(events) > 100 + len(refused)  # and the scan went on within the limits
     print(f"{len(refused)} points beyond the new limit refused once each; {len(events)} points measured")
+
+
+_BAD_ARGUMENTS = [
+    ({"y_stop": 0}, "y_start and y_stop must differ"),
+    ({"x_num": 1}, "x_num must be an integer >= 2"),
+    ({"y_num": 2.5}, "y_num must be an integer >= 2"),
+    ({"x_stop": float("nan")}, "x_stop must be finite"),
+    ({"x_stop": 99}, r"x_start..x_stop \(0..99\) is outside the limits of sim_x"),
+    ({"sampler": {"stop": {"max_fraction": 0}}}, r"max_fraction must be in \(0, 1\]"),
+    ({"sampler": {"stop": {"max_fraction": 1.5}}}, r"max_fraction must be in \(0, 1\]"),
+    ({"sampler": {"initial_fraction": 0}}, r"initial_fraction must be in \(0, 1\]"),
+    ({"sampler": {"batch_size": 0}}, "batch_size must be an integer >= 1"),
+    ({"sampler": {"model": "/no/such/model.safetensors"}}, "model file not found"),
+    ({"sampler": {"stop": "/no/such/stop.json"}}, "stop"),
+    ({"retries": -1}, "retries must be an integer >= 0"),
+    ({"on_failure": "pray"}, "on_failure must be 'skip' or 'stop'"),
+    ({"timeout": 0}, "timeout must be a finite number of seconds > 0"),
+    ({"reduce": "median"}, "reduce must be one of"),
+    ({"maps_every": 0}, "maps_every must be an integer >= 1"),
+    ({"resume_from": "/no/such/journal.jsonl"}, "resume_from: no journal file"),
+]
+
+
+@pytest.mark.parametrize("change, message", _BAD_ARGUMENTS, ids=[str(c) for c, _ in _BAD_ARGUMENTS])
+def test_every_bad_argument_is_named_before_anything_moves(blobs, change, message):
+    scope = SimulatedMicroscope(blobs[:32, :32], name="sim")
+    scope.x.limits = (0.0, 40.0)
+    args = {"y_start": 0, "y_stop": 31, "y_num": 32, "x_start": 0, "x_stop": 31, "x_num": 32, **change}
+    kwargs = {k: args.pop(k) for k in list(args) if k not in ("y_start", "y_stop", "y_num", "x_start", "x_stop",
+                                                               "x_num")}
+    RE = RunEngine({})
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append(name))
+    with pytest.raises(ValueError, match=message) as err:
+        RE(smart_scan([scope.det], scope.y, args["y_start"], args["y_stop"], args["y_num"], scope.x, args["x_start"],
+                      args["x_stop"], args["x_num"], **kwargs))
+    assert scope.y.moves_ == scope.x.moves_ == scope.det.triggers_ == 0 and docs == []
+    print(f"\n{change} -> {err.value}")
+
+
+def test_an_image_that_is_not_2d_or_holds_nan_is_refused(blobs):
+    from steering.tune import replay
+
+    bad = blobs.copy()
+    bad[3, 4] = np.nan
+    for image, message in ((bad, "holds 1 NaN"), (np.zeros((2, 8, 8)), "must be 2-D"), (np.zeros(8), "must be 2-D")):
+        with pytest.raises(ValueError, match=message):
+            SimulatedMicroscope(image)
+        with pytest.raises(ValueError, match=message):
+            replay(image)
