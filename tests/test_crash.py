@@ -86,6 +86,8 @@ def test_ctrl_c_twice_at_the_terminal_pauses_and_the_scan_goes_on_with_every_poi
         stored = read_scan(cat.client[child.uid])
     assert len(stored.points) == len({tuple(p) for p in stored.points.tolist()}) == BUDGET
     assert np.all(np.isfinite(stored.values))
+    print(f"\nCtrl-C x2 at event 100: paused, resumed; {done.split()[-1]} points measured, "
+          f"{len(stored.points)} in the catalog")
 
 
 def test_a_killed_session_loses_no_point_and_the_scan_resumes_in_a_new_one(tmp_path):
@@ -115,6 +117,8 @@ def test_a_killed_session_loses_no_point_and_the_scan_resumes_in_a_new_one(tmp_p
     before = {tuple(p) for p in journal.points.tolist()}
     after = {tuple(p) for p in more.points.tolist()}
     assert not before & after and len(before) + len(after) == BUDGET
+    print(f"\nkill -9 after {printed} printed points: journal {len(journal.points)}, catalog {len(stored.points)}; "
+          f"resumed run measured {len(after)} more, none twice ({len(before) + len(after)} = budget {BUDGET})")
 
 
 def test_when_the_catalog_process_dies_too_recover_rewrites_the_run_from_the_journal(tmp_path):
