@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from steering.erd import ERDNet, load_model
 from steering.images import as_image, load_image
 from steering.metrics import nrmse, psnr, ssim
 from steering.sampler import Sampler
@@ -296,6 +298,24 @@ def _fit_rule(rule: str, traces: dict[str, Trace], targets: dict[str, float], mi
     return RuleFit(rule, at_target, threshold, stops, errors)
 
 
+def check_settings(*, metric: str, target: float, cap: float, min_fraction: float = 0.0, jobs: int = 1,
+                   model=None) -> None:
+    """Refuse bad tuning settings before any replay, with an error naming the setting and its range."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
+    limits = {"ssim": (0.0, 1.0), "psnr": (0.0, math.inf), "nrmse": (0.0, math.inf)}[metric]
+    if not (limits[0] < float(target) <= limits[1]):
+        raise ValueError(f"target for {metric} must be in ({limits[0]:g}, {limits[1]:g}], got {target}")
+    if not 0.0 < float(cap) <= 1.0:
+        raise ValueError(f"cap must be in (0, 1], got {cap}")
+    if not 0.0 <= float(min_fraction) < float(cap):
+        raise ValueError(f"min_fraction must be in [0, cap={cap}), got {min_fraction}")
+    if int(jobs) != jobs or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs}")
+    if model is not None and not isinstance(model, ERDNet):
+        load_model(model)  # a missing or bad model file fails here, not in every worker
+
+
 def tune(references: dict[str, np.ndarray], *, metric: str = "ssim", target: float = 0.9, cap: float = 0.5,
          min_fraction: float = 0.02, seed: int | None = 0, model=None, batch_size: int | None = None,
          progress: bool = True, jobs: int = 1) -> TuneResult:
@@ -326,8 +346,7 @@ def tune(references: dict[str, np.ndarray], *, metric: str = "ssim", target: flo
     """
     if not references:
         raise ValueError("no reference images given")
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
+    check_settings(metric=metric, target=target, cap=cap, min_fraction=min_fraction, jobs=jobs, model=model)
     traces = replay_all(references, jobs=jobs, progress=progress, desc="replaying references", metric=metric,
                         cap=cap, seed=seed, model=model, batch_size=batch_size, target=target)
     targets = {name: trace.reached(target) for name, trace in traces.items()}
@@ -489,6 +508,8 @@ def main(argv=None) -> int:
     metric, target = args.target
     t0 = time.perf_counter()
     try:
+        check_settings(metric=metric, target=target, cap=args.cap, min_fraction=args.min_fraction, jobs=args.jobs,
+                       model=args.model)
         references = find_images(args.images)
         holdout_images = find_images(args.holdout) if args.holdout else {}
         overlap = set(references) & set(holdout_images)

@@ -309,3 +309,28 @@ def test_resume_from_an_aborted_run_measures_no_stored_point_again(blobs, catalo
         list(smart_scan([scope.det], scope.y, 0, 31, 32, scope.x, 0, 31, 32, resume_from=catalog.client[first]))
     with pytest.raises(ValueError, match="resume_from"):
         list(_scan(scope, 64, resume_from="not a run"))
+
+
+def test_stop_after_a_pause_closes_the_run_as_a_success_with_every_point_stored(blobs, catalog):
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+
+    def pause_at_80(name, doc):
+        if name == "event" and doc["seq_num"] == 80 and "sim_det" in doc["data"]:
+            threading.Thread(target=RE.request_pause, kwargs={"defer": False}).start()
+
+    RE.subscribe(pause_at_80)
+    scope = SimulatedMicroscope(blobs, name="sim")
+    with pytest.raises(RunEngineInterrupted):
+        RE(_scan(scope, 64, sampler={"seed": 0, "stop": {"max_fraction": 0.2}}))
+    RE.stop()
+    assert catalog.writer.wait()
+    stop = docs[-1][1]
+    assert stop["exit_status"] == "success"
+    events = _primary(docs)
+    stored = read_scan(catalog.client[docs[0][1]["uid"]])
+    assert len(stored.points) == len(events) == stop["num_events"]["primary"] >= 80
+    print(f"\nRE.stop() after a pause at point 80: exit {stop['exit_status']}, points measured {len(events)}, "
+          f"in the catalog {len(stored.points)}")

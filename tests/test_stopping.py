@@ -178,3 +178,24 @@ def test_ssim_estimate_follows_its_model():
     erd_low = np.full((40, 40), 0.1, np.float32)
     assert estimate_ssim(recon, measured, erd_low, error2=0.1, pick_erd2=1.0, value_range=1.0) > worse[1]
     assert np.isnan(estimate_ssim(recon, measured, erd, error2=0.1, pick_erd2=0.0, value_range=1.0))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "ssim=1.5"], r"target for ssim must be in \(0, 1\]"),
+    (["--target", "psnr=-3"], "target for psnr must be in"),
+    (["--cap", "0"], r"cap must be in \(0, 1\]"),
+    (["--min-fraction", "0.6", "--cap", "0.5"], "min_fraction must be in"),
+    (["--jobs", "0"], "jobs must be an integer >= 1"),
+    (["--model", "/no/such/model.safetensors"], "model file not found"),
+])
+def test_tune_refuses_bad_settings_before_replaying_anything(tmp_path, capsys, args, message):
+    import re
+
+    from steering.tune import main
+
+    image = tmp_path / "ref.npy"
+    np.save(image, np.random.default_rng(0).random((16, 16)))
+    assert main([str(image), "--out", str(tmp_path / "s.json"), *args]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "replaying" not in err
+    assert not (tmp_path / "s.json").exists()
