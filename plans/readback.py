@@ -45,26 +45,38 @@ class ScanData:
         return reconstruct_linear(self.shape, self.points[ok], self.values[ok])
 
 
+def _scan_data(start: dict, stop: dict | None, column, where: str = "") -> ScanData:
+    """`ScanData` from a smart_scan's start and stop documents and ``column(field)``, the primary
+    stream's values of a field, one per event."""
+    if start.get("plan_name") != "smart_scan":
+        raise ValueError(f"run {start.get('uid')}{where} is a {start.get('plan_name')!r}, not a smart_scan")
+    shape = tuple(int(n) for n in start["shape"])
+    (y0, y1), (x0, x1) = start["extents"]
+    (y_field,), _ = start["hints"]["dimensions"][0]
+    (x_field,), _ = start["hints"]["dimensions"][1]
+    ys = np.asarray(column(y_field), dtype=np.float64).reshape(-1)
+    xs = np.asarray(column(x_field), dtype=np.float64).reshape(-1)
+    raw = np.asarray(column(start["value_field"]), dtype=np.float64)
+    values = raw.reshape(len(raw), -1).sum(axis=1) if raw.ndim > 1 else raw.reshape(-1)
+    points = np.stack([grid_index(ys, y0, y1, shape[0]), grid_index(xs, x0, x1, shape[1])], axis=1)
+    return ScanData(shape, ((y0, y1), (x0, x1)), points, np.stack([ys, xs], axis=1), values,
+                    (stop or {}).get("reason"))
+
+
 def read_scan(run) -> ScanData:
     """Read a `smart_scan` run from a tiled catalog (``catalog.client[uid]``).
 
     The steering value is the start document's ``value_field`` (a 2-D reading is summed).
     """
-    start = run.metadata["start"]
-    if start.get("plan_name") != "smart_scan":
-        raise ValueError(f"run {start.get('uid')} is a {start.get('plan_name')!r}, not a smart_scan")
-    shape = tuple(int(n) for n in start["shape"])
-    (y0, y1), (x0, x1) = start["extents"]
-    (y_field,), _ = start["hints"]["dimensions"][0]
-    (x_field,), _ = start["hints"]["dimensions"][1]
-    table = run["primary"].read()
-    ys = np.asarray(table[y_field], dtype=np.float64)
-    xs = np.asarray(table[x_field], dtype=np.float64)
-    raw = np.asarray(table[start["value_field"]], dtype=np.float64)
-    values = raw.reshape(len(raw), -1).sum(axis=1) if raw.ndim > 1 else raw
-    points = np.stack([grid_index(ys, y0, y1, shape[0]), grid_index(xs, x0, x1, shape[1])], axis=1)
-    stop = run.metadata.get("stop") or {}
-    return ScanData(shape, ((y0, y1), (x0, x1)), points, np.stack([ys, xs], axis=1), values, stop.get("reason"))
+    table = None
+
+    def column(field):
+        nonlocal table
+        if table is None:
+            table = run["primary"].read()
+        return table[field]
+
+    return _scan_data(run.metadata["start"], run.metadata.get("stop"), column)
 
 
 def read_scan_journal(path) -> ScanData:
@@ -89,18 +101,7 @@ def read_scan_journal(path) -> ScanData:
             stop = doc
     if start is None:
         raise ValueError(f"{path} holds no start document: not a journal of a run")
-    if start.get("plan_name") != "smart_scan":
-        raise ValueError(f"run {start.get('uid')} in {path} is a {start.get('plan_name')!r}, not a smart_scan")
-    shape = tuple(int(n) for n in start["shape"])
-    (y0, y1), (x0, x1) = start["extents"]
-    (y_field,), _ = start["hints"]["dimensions"][0]
-    (x_field,), _ = start["hints"]["dimensions"][1]
-    ys = np.array([row[y_field] for row in rows], dtype=np.float64)
-    xs = np.array([row[x_field] for row in rows], dtype=np.float64)
-    values = np.array([np.sum(np.asarray(row[start["value_field"]], dtype=np.float64)) for row in rows])
-    points = np.stack([grid_index(ys, y0, y1, shape[0]), grid_index(xs, x0, x1, shape[1])], axis=1).reshape(-1, 2)
-    return ScanData(shape, ((y0, y1), (x0, x1)), points, np.stack([ys, xs], axis=1).reshape(-1, 2), values,
-                    (stop or {}).get("reason"))
+    return _scan_data(start, stop, lambda field: [row[field] for row in rows], where=f" in {path}")
 
 
 def read_raster(run, field: str | None = None) -> np.ndarray:

@@ -1,6 +1,5 @@
-import numpy as np
 import pytest
-from scipy.ndimage import gaussian_filter
+from blob_image import blob_image
 
 _repeater = None
 
@@ -27,13 +26,7 @@ def pytest_unconfigure(config):
 @pytest.fixture
 def blobs():
     """A 64x64 test image with edges and smooth parts (no data files needed)."""
-    rng = np.random.default_rng(123)
-    rr, cc = np.mgrid[0:64, 0:64]
-    img = np.zeros((64, 64))
-    for _ in range(8):
-        r0, c0, rad = rng.uniform(0, 64), rng.uniform(0, 64), rng.uniform(4, 12)
-        img[(rr - r0) ** 2 + (cc - c0) ** 2 < rad**2] += rng.uniform(0.3, 1.0)
-    return gaussian_filter(img, 1.0) + 0.2 * np.sin(rr / 9.0)
+    return blob_image(64)
 
 
 def run_to_end(sampler, truth, n=None):

@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+from blob_image import blob_image  # noqa: E402
 from bluesky import RunEngine  # noqa: E402
 from bluesky.utils import RunEngineInterrupted  # noqa: E402
-from scipy.ndimage import gaussian_filter  # noqa: E402
 
 from plans import Catalog, smart_scan  # noqa: E402
 from sim import SimulatedMicroscope  # noqa: E402
@@ -27,13 +28,7 @@ FRACTION = 0.25
 
 def sample_image() -> np.ndarray:
     """The conftest ``blobs`` image."""
-    rng = np.random.default_rng(123)
-    rr, cc = np.mgrid[0:SHAPE, 0:SHAPE]
-    img = np.zeros((SHAPE, SHAPE))
-    for _ in range(8):
-        r0, c0, rad = rng.uniform(0, SHAPE), rng.uniform(0, SHAPE), rng.uniform(4, 12)
-        img[(rr - r0) ** 2 + (cc - c0) ** 2 < rad**2] += rng.uniform(0.3, 1.0)
-    return gaussian_filter(img, 1.0) + 0.2 * np.sin(rr / 9.0)
+    return blob_image(SHAPE)
 
 
 def scan(scope: SimulatedMicroscope, resume_from=None):

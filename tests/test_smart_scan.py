@@ -270,21 +270,30 @@ def test_every_stop_signal_is_in_the_steering_stream_and_beam_time_can_stop_the_
         list(_scan(scope, 64, beam_clock=3.0))
 
 
-def test_resume_from_an_aborted_run_measures_no_stored_point_again(blobs, catalog):
+def _paused_scan(blobs, catalog, at: int):
+    """A 64x64 scan into ``catalog``, paused (as by a user, from another thread) at point ``at``.
+
+    Returns the RunEngine (paused, the pausing callback removed), the documents and the microscope.
+    """
     RE = RunEngine({})
     RE.subscribe(catalog.writer)
     docs = []
     RE.subscribe(lambda name, doc: docs.append((name, doc)))
 
-    def pause_at_150(name, doc):
-        if name == "event" and doc["seq_num"] == 150 and "sim_det" in doc["data"]:
+    def pause_at(name, doc):
+        if name == "event" and doc["seq_num"] == at and "sim_det" in doc["data"]:
             threading.Thread(target=RE.request_pause, kwargs={"defer": False}).start()
 
-    token = RE.subscribe(pause_at_150)
+    token = RE.subscribe(pause_at)
     scope = SimulatedMicroscope(blobs, name="sim")
     with pytest.raises(RunEngineInterrupted):
         RE(_scan(scope, 64, sampler={"seed": 0, "stop": {"max_fraction": 0.2}}))
     RE.unsubscribe(token)
+    return RE, docs, scope
+
+
+def test_resume_from_an_aborted_run_measures_no_stored_point_again(blobs, catalog):
+    RE, docs, scope = _paused_scan(blobs, catalog, at=150)
     RE.abort("beam lost")
     assert catalog.writer.wait()
     first = docs[0][1]["uid"]
@@ -312,19 +321,7 @@ def test_resume_from_an_aborted_run_measures_no_stored_point_again(blobs, catalo
 
 
 def test_stop_after_a_pause_closes_the_run_as_a_success_with_every_point_stored(blobs, catalog):
-    RE = RunEngine({})
-    RE.subscribe(catalog.writer)
-    docs = []
-    RE.subscribe(lambda name, doc: docs.append((name, doc)))
-
-    def pause_at_80(name, doc):
-        if name == "event" and doc["seq_num"] == 80 and "sim_det" in doc["data"]:
-            threading.Thread(target=RE.request_pause, kwargs={"defer": False}).start()
-
-    RE.subscribe(pause_at_80)
-    scope = SimulatedMicroscope(blobs, name="sim")
-    with pytest.raises(RunEngineInterrupted):
-        RE(_scan(scope, 64, sampler={"seed": 0, "stop": {"max_fraction": 0.2}}))
+    RE, docs, _ = _paused_scan(blobs, catalog, at=80)
     RE.stop()
     assert catalog.writer.wait()
     stop = docs[-1][1]
