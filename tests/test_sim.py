@@ -69,3 +69,25 @@ def test_extent_maps_the_image_onto_stage_coordinates():
     assert scope.sample_at(12.0, -2.0) == pytest.approx((img[2, 0] + img[2, 1]) / 2)
     with pytest.raises(ValueError, match="extent"):
         SimulatedMicroscope(img, extent=((1.0, 0.0), (0.0, 1.0)))
+
+
+def test_faulty_detector_fails_at_its_rate_and_refuses_unknown_faults():
+    import pytest
+
+    from sim import FaultyDetector, SimulatedMicroscope
+
+    scope = SimulatedMicroscope(np.ones((8, 8)), name="sim")
+    det = FaultyDetector(scope, rate=0.3, seed=1)
+    outcomes = []
+    for _ in range(400):
+        try:
+            status = det.trigger()
+            outcomes.append("ok" if status.done and np.isfinite(det.value.get()) else "fault")
+        except RuntimeError:
+            outcomes.append("fault")
+    assert 0.22 < outcomes.count("fault") / 400 < 0.38
+    assert {kind for _, kind in det.injected_} == {"raise", "hang", "nan"}
+    with pytest.raises(ValueError, match="unknown kinds"):
+        FaultyDetector(scope, {(0, 0): ["explode"]})
+    with pytest.raises(ValueError, match="rate"):
+        FaultyDetector(scope, rate=2)

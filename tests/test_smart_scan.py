@@ -12,7 +12,7 @@ from bluesky.utils import RunEngineInterrupted
 
 from plans import STEERING_STREAM, BatchProgress, LiveSparseView, read_scan, replay_journal, smart_scan
 from sim import SimulatedMicroscope
-from steering import Sampler
+from steering import Sampler, StopCriteria
 from steering.metrics import psnr
 
 
@@ -331,3 +331,20 @@ def test_stop_after_a_pause_closes_the_run_as_a_success_with_every_point_stored(
     assert len(stored.points) == len(events) == stop["num_events"]["primary"] >= 80
     print(f"\nRE.stop() after a pause at point 80: exit {stop['exit_status']}, points measured {len(events)}, "
           f"in the catalog {len(stored.points)}")
+
+
+def test_every_scan_of_a_session_thinks_in_the_same_sampler_thread(blobs):
+    """One thread for the session: a new thread per scan cost a few MiB of memory per scan."""
+    threads = []
+
+    class RecordingSampler(Sampler):
+        def ask(self, n=None, *, start=None):
+            threads.append(threading.current_thread())
+            return super().ask(n, start=start)
+
+    RE = RunEngine({})
+    for seed in (0, 1, 2):
+        scope = SimulatedMicroscope(blobs[:16, :16], name="sim")
+        sampler = RecordingSampler((16, 16), seed=seed, stop=StopCriteria(max_fraction=0.2))
+        RE(_scan(scope, 16, sampler=sampler))
+    assert len(threads) > 6 and len(set(threads)) == 1 and threads[0] is not threading.main_thread()
