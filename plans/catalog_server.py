@@ -25,6 +25,8 @@ import json
 import os
 import signal
 import sys
+import time
+import uuid
 
 _NO_AUTOMATIC_FLUSH = 1 << 62
 UNCLOSED_REASON = "the session running this scan ended before the run was closed; closed by the catalog process"
@@ -71,16 +73,17 @@ def _json_object_hook(d: dict):
     return d
 
 
+def unclosed_stop(run_start: str, num_events: dict[str, int], reason: str = UNCLOSED_REASON) -> dict:
+    """The stop document of a run whose session ended before closing it (``exit_status="abort"``)."""
+    return {"uid": str(uuid.uuid4()), "run_start": run_start, "time": time.time(), "exit_status": "abort",
+            "reason": reason, "num_events": dict(num_events)}
+
+
 def _close_unfinished(writer, open_runs: dict[str, dict[str, int]]) -> None:
     """Write what was received of runs that never got a stop document, and close them."""
-    import time
-    import uuid
-
     for run, counts in open_runs.items():
-        stop = {"uid": str(uuid.uuid4()), "run_start": run, "time": time.time(), "exit_status": "abort",
-                "reason": UNCLOSED_REASON, "num_events": dict(counts)}
         try:
-            writer("stop", stop)
+            writer("stop", unclosed_stop(run, counts))
         except Exception as exc:
             sys.stderr.write(f"could not close run {run}: {type(exc).__name__}: {exc}\n")
 

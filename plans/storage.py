@@ -20,6 +20,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -360,9 +361,7 @@ class Catalog:
             lacked the run), ``"rewritten"`` (the catalog held part of it), ``"closed"`` (only the
             stop document was missing).
         """
-        import time
-
-        from plans.catalog_server import UNCLOSED_REASON
+        from plans.catalog_server import UNCLOSED_REASON, unclosed_stop
 
         if uids is None:
             now = time.time()
@@ -379,9 +378,7 @@ class Catalog:
             if uid is None:
                 logger.warning("journal %s holds no start document; skipped", path)
                 continue
-            closing = stop or {"uid": str(uuid.uuid4()), "run_start": uid, "time": time.time(),
-                               "exit_status": "abort", "num_events": dict(counts),
-                               "reason": "recovered from the journal: " + UNCLOSED_REASON}
+            closing = stop or unclosed_stop(uid, counts, "recovered from the journal: " + UNCLOSED_REASON)
             try:
                 run = self.client[uid]
             except KeyError:
