@@ -1,7 +1,9 @@
 """The ERD network: predicts, for each unmeasured pixel, the reduction in distortion of measuring it.
 
 `ERDNet` is a small per-pixel MLP over the scale-aware features of `steering.features`. It outputs
-``log(RD)`` (RD in units of the intensity scale times pixels); the sampler uses ``exp`` of it.
+``log(ERD)``, the ERD being the reduction of the reconstruction's squared error (summed over pixels,
+in units of the intensity scale squared) that measuring the pixel is expected to bring; the
+sampler uses ``exp`` of it.
 Weights are stored as safetensors (data only, never a pickle) beside a JSON model card.
 """
 
@@ -32,7 +34,7 @@ class ModelFileError(ValueError):
 
 
 class ERDNet(nn.Module):
-    """Per-pixel MLP: standardised features -> hidden layers (ReLU) -> log RD.
+    """Per-pixel MLP: standardised features -> hidden layers (ReLU) -> log ERD.
 
     Parameters
     ----------

@@ -25,24 +25,25 @@ def _reached(rule: str, value: float, threshold: float) -> bool:
 
 
 def estimate_ssim(reconstruction: np.ndarray, measured: np.ndarray, erd: np.ndarray, *, error2: float,
-                  pick_erd2: float, value_range: float, window: int = 7, max_pixels: int = 256 * 256) -> float:
+                  pick_erd: float, value_range: float, window: int = 7, max_pixels: int = 256 * 256) -> float:
     """The SSIM a reconstruction is estimated to have against the full scan, without the full scan.
 
     Measured pixels are exact; at an unmeasured pixel the squared error is taken as the running mean
     squared prediction error ``error2`` (measured at the newest points just before they were told)
-    scaled by the pixel's ERD squared relative to the mean squared ERD the newest points had when
-    picked (``pick_erd2``): the sampler picks where it expects large errors, so the raw running error
-    overstates the error elsewhere. Per window (as SSIM computes it, on the image scaled to
-    ``value_range`` = 1), with the full scan = reconstruction + error, the structure term is
-    ``(2 var + C2) / (2 var + mse + C2)``; the estimate is its mean. Grids above ``max_pixels`` are
-    strided first, to keep this cheap.
+    scaled by the pixel's ERD relative to the mean ERD the newest points had when picked
+    (``pick_erd``): the ERD is an expected reduction of squared error, which measuring a pixel
+    removes first of all at the pixel itself, and the sampler picks where it is largest, so the raw
+    running error overstates the error elsewhere. Per window (as SSIM computes it, on the image
+    scaled to ``value_range`` = 1), with the full scan = reconstruction + error, the structure term
+    is ``(2 var + C2) / (2 var + mse + C2)``; the estimate is its mean. Grids above ``max_pixels``
+    are strided first, to keep this cheap.
     """
-    if not (value_range > 0 and error2 >= 0 and pick_erd2 > 0):
+    if not (value_range > 0 and error2 >= 0 and pick_erd > 0):
         return float("nan")
     stride = max(1, int(math.ceil(math.sqrt(reconstruction.size / max_pixels))))
     recon = reconstruction[::stride, ::stride] / value_range
-    mse_map = np.where(measured[::stride, ::stride], 0.0, erd[::stride, ::stride].astype(np.float64) ** 2)
-    mse_map *= error2 / (pick_erd2 * value_range**2)
+    mse_map = np.where(measured[::stride, ::stride], 0.0, erd[::stride, ::stride].astype(np.float64))
+    mse_map *= error2 / (pick_erd * value_range**2)
     mean = uniform_filter(recon, window)
     var = np.clip(uniform_filter(recon * recon, window) - mean * mean, 0.0, None)
     mse = uniform_filter(mse_map, window)

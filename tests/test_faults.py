@@ -102,7 +102,8 @@ def test_a_hanging_trigger_times_out_instead_of_hanging(blobs, catalog):
     det, start, stop, events, data = _run(blobs, catalog, {bad: ["hang"] * 10}, retries=1, timeout=0.3)
     assert time.monotonic() - t0 < 30
     assert stop["exit_status"] == "success"
-    assert [k for _, k in det.injected_] == ["hang"] * 3  # 2 tries, then 1 when asked again, then excluded
+    # 2 tries, then (if the sampler asks for the pixel again before the scan ends) 1 more, then excluded
+    assert [k for _, k in det.injected_] in (["hang"] * 2, ["hang"] * 3)
     assert bad not in {tuple(p) for p in data.points[np.isfinite(data.values)].tolist()}
 
 

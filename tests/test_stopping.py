@@ -170,14 +170,17 @@ def test_ssim_estimate_follows_its_model():
     measured = np.zeros((40, 40), bool)
     erd = np.ones((40, 40), np.float32)
     # no error anywhere: a perfect score; all measured: perfect whatever the error
-    assert estimate_ssim(recon, measured, erd, error2=0.0, pick_erd2=1.0, value_range=1.0) == pytest.approx(1.0)
-    assert estimate_ssim(recon, ~measured, erd, error2=1.0, pick_erd2=1.0, value_range=1.0) == pytest.approx(1.0)
-    worse = [estimate_ssim(recon, measured, erd, error2=e, pick_erd2=1.0, value_range=1.0) for e in (0.01, 0.1, 1.0)]
+    assert estimate_ssim(recon, measured, erd, error2=0.0, pick_erd=1.0, value_range=1.0) == pytest.approx(1.0)
+    assert estimate_ssim(recon, ~measured, erd, error2=1.0, pick_erd=1.0, value_range=1.0) == pytest.approx(1.0)
+    worse = [estimate_ssim(recon, measured, erd, error2=e, pick_erd=1.0, value_range=1.0) for e in (0.01, 0.1, 1.0)]
     assert worse[0] > worse[1] > worse[2] > 0
     # error where the ERD is high counts more than where it is low
     erd_low = np.full((40, 40), 0.1, np.float32)
-    assert estimate_ssim(recon, measured, erd_low, error2=0.1, pick_erd2=1.0, value_range=1.0) > worse[1]
-    assert np.isnan(estimate_ssim(recon, measured, erd, error2=0.1, pick_erd2=0.0, value_range=1.0))
+    assert estimate_ssim(recon, measured, erd_low, error2=0.1, pick_erd=1.0, value_range=1.0) > worse[1]
+    assert np.isnan(estimate_ssim(recon, measured, erd, error2=0.1, pick_erd=0.0, value_range=1.0))
+    # the ERD is an expected squared error: the error map is proportional to it, not to its square
+    half = np.full((40, 40), 0.5, np.float32)
+    assert estimate_ssim(recon, measured, half, error2=0.2, pick_erd=1.0, value_range=1.0) == pytest.approx(worse[1])
 
 
 @pytest.mark.parametrize("args, message", [

@@ -18,7 +18,7 @@ def test_train_writes_weights_and_card(tmp_path):
     )  # fmt: skip
     assert rc == 0
     card = json.loads(out.with_suffix(".json").read_text())
-    assert card["label"]["c"] == 2.0
+    assert card["label"]["kind"].startswith("realised") and card["label"]["c"] is None
     assert card["training"]["rows_train"] > 0
     assert np.isfinite(card["validation"]["spearman_rho"])
     m = load_model(out)
@@ -27,6 +27,19 @@ def test_train_writes_weights_and_card(tmp_path):
         p = s.ask()
         s.tell(p, np.ones(len(p)))
     assert s.n_measured == round(0.1 * 32 * 32)
+
+
+def test_train_with_the_gaussian_label(tmp_path):
+    """SLADS' approximate-RD label stays available, with its c in the card."""
+    out = tmp_path / "gauss.safetensors"
+    rc = train_main(
+        ["--out", str(out), "--synthetic", "4", "--size", "32", "--epochs", "1", "--pixels-per-state", "100",
+         "--hidden", "8", "--max-skimage", "2", "--label", "gaussian"]
+    )  # fmt: skip
+    assert rc == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["label"]["c"] == 2.0
+    load_model(out)
 
 
 def test_bench_pieces(blobs):
