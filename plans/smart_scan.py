@@ -326,7 +326,8 @@ def smart_scan(
     retries : int
         How many times a point is tried again after its move fails, its detector raises or times out,
         or its steering value is NaN/inf. A target outside a motor's limits (``LimitError``, e.g.
-        limits tightened mid-scan) is not retried, and the sampler is not asked to go there again.
+        limits tightened mid-scan) is not retried, and the sampler is not asked to go there, nor
+        anywhere else beyond the limits, again.
     on_failure : {"skip", "stop"}
         After the retries: ``"skip"`` records the point as failed (a NaN, never a made-up value; the
         sampler may ask for it again once) and goes on; ``"stop"`` ends the run (exit status
@@ -439,6 +440,22 @@ def smart_scan(
             beam["origin"] = now
         return now - beam["origin"]
 
+    def out_of_reach() -> np.ndarray:
+        """(row, col) of the grid pixels that the motors' limits, as they are now, forbid."""
+        outside = np.zeros(shape, bool)
+        for axis, motor, grid in ((0, y_motor, ys), (1, x_motor, xs)):
+            try:
+                low, high = (float(v) for v in getattr(motor, "limits", None))
+            except (TypeError, ValueError):
+                continue
+            if low < high:
+                bad = (grid < low) | (grid > high)
+                if axis == 0:
+                    outside[bad, :] = True
+                else:
+                    outside[:, bad] = True
+        return np.argwhere(outside)
+
     def decide(points, values, failed, start, spent):
         t0 = time.perf_counter()
         if points is not None:
@@ -446,6 +463,12 @@ def smart_scan(
             given_up = [p for p, count in failures.items() if count >= 2]
             if given_up:
                 steer.exclude(given_up)  # failed in two batches: the sampler stops asking for them
+            if state.pop("limits_hit", False):
+                # limits tightened mid-scan: nothing beyond them is worth asking for, not only the
+                # points that met them (the ERD is highest right there, where nothing is measured)
+                beyond = out_of_reach()
+                if len(beyond):
+                    steer.exclude(beyond)
         t1 = time.perf_counter()
         nxt = steer.ask(start=start)
         t2 = time.perf_counter()
@@ -476,6 +499,7 @@ def smart_scan(
             except LimitError as exc:  # the stage may not go there: trying again cannot help
                 problems.append(f"{type(exc).__name__}: {exc}")
                 failures[(i, j)] = failures.get((i, j), 0) + 2  # not asked for again
+                state["limits_hit"] = True
                 return float("nan"), problems, True
             except Exception as exc:  # a fault of the instrument at this point: retry, then give up
                 problems.append(f"{type(exc).__name__}: {exc}")
