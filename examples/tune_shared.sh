@@ -2,8 +2,10 @@
 # Tune stopping criteria for SSIM 0.90 on half of ../shared/data and check them on the other half
 # (each half: 2 Bragg maps, 4 SEM images). Writes stop_ssim090.{json,png,txt} in the current folder.
 set -euo pipefail
+HERE=$(pwd)
 source "$(dirname "${BASH_SOURCE[0]}")/../.ci/venv.sh" bench
 D=${STEERING_DATA:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/shared/data}
+cd "$HERE"  # venv.sh works from the repository root; the outputs go where the script was called
 python -m steering.tune \
     "$D/s26/norm_log_sum_199_151x151.tif" "$D/s26/norm_log_sum_91_81x81.tif" \
     "$D/sem/sem_set1.png" "$D/sem/sem_set4.tif" "$D/sem/sem_set6.tif" "$D/sem/sem_set8.tif" \
