@@ -87,7 +87,9 @@ def _state_rows(
         return np.zeros((0, len(FEATURE_NAMES)), np.float32), np.zeros(0, np.float32)
     err = np.abs(truth - s.reconstruction) / s.intensity_scale
     rd = reduction_in_distortion(err, s.distance, c).ravel()[unmeasured]
-    # Half uniform, half the highest-RD pixels: the network must rank the top well.
+    # Half uniform, half the highest-RD pixels: the network must rank the top well. The Gaussian
+    # RD of every pixel is cheap, so it picks the top half for the realised label too, which is
+    # computed only at the pixels picked.
     k = min(n_pixels, len(unmeasured))
     top = np.argpartition(-rd, k // 2 - 1)[: k // 2] if k >= 2 else np.zeros(0, np.int64)
     uni = rng.choice(len(unmeasured), k - len(top), replace=False)
