@@ -270,6 +270,15 @@ def _hinted_field(device) -> str:
     return fields[0]
 
 
+def _motor_limits(motor) -> tuple[float, float] | None:
+    """A motor's (low, high) limits, or None where it has none (ophyd's (0, 0) means none)."""
+    try:
+        low, high = (float(v) for v in getattr(motor, "limits", None))
+    except (TypeError, ValueError):
+        return None
+    return (low, high) if low < high else None
+
+
 def smart_scan(
     detectors: Sequence[Readable],
     y_motor: Movable,
@@ -376,12 +385,11 @@ def smart_scan(
     if timeout is not None and not (float(timeout) > 0 and np.isfinite(float(timeout))):
         raise ValueError(f"timeout must be a finite number of seconds > 0 or None, got {timeout}")
     for label, motor, lo, hi in (("y", y_motor, y_start, y_stop), ("x", x_motor, x_start, x_stop)):
-        limits = getattr(motor, "limits", None)
-        try:
-            low, high = (float(v) for v in limits)
-        except (TypeError, ValueError):
+        limits = _motor_limits(motor)
+        if limits is None:
             continue
-        if low < high and not (low <= min(lo, hi) and max(lo, hi) <= high):
+        low, high = limits
+        if not (low <= min(lo, hi) and max(lo, hi) <= high):
             raise ValueError(f"{label}_start..{label}_stop ({lo}..{hi}) is outside the limits of "
                              f"{getattr(motor, 'name', motor)}: [{low}, {high}]")
     if beam_clock is not None and not callable(beam_clock):
@@ -444,16 +452,14 @@ def smart_scan(
         """(row, col) of the grid pixels that the motors' limits, as they are now, forbid."""
         outside = np.zeros(shape, bool)
         for axis, motor, grid in ((0, y_motor, ys), (1, x_motor, xs)):
-            try:
-                low, high = (float(v) for v in getattr(motor, "limits", None))
-            except (TypeError, ValueError):
+            limits = _motor_limits(motor)
+            if limits is None:
                 continue
-            if low < high:
-                bad = (grid < low) | (grid > high)
-                if axis == 0:
-                    outside[bad, :] = True
-                else:
-                    outside[:, bad] = True
+            bad = (grid < limits[0]) | (grid > limits[1])
+            if axis == 0:
+                outside[bad, :] = True
+            else:
+                outside[:, bad] = True
         return np.argwhere(outside)
 
     def decide(points, values, failed, start, spent):

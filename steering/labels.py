@@ -191,7 +191,9 @@ def _star_values(tri, vals, cand, cand_vals, keys, pix, pix_tri):
     return rs, rp, new
 
 
-def _outside_hull_gain(points, vals, s, s_val, pix, pix_truth, pix_old, pix_tree, beyond, beyond_d, k=30) -> float:
+def _outside_hull_gain(
+    points, vals, tree, s, s_val, pix, pix_truth, pix_old, pix_tree, beyond, beyond_d, k=30
+) -> float:
     """Realised gain of measuring ``s`` outside the hull of the measurements.
 
     Every triangle that inserting ``s`` creates has ``s`` as a vertex (a fan from ``s``); it is
@@ -199,9 +201,8 @@ def _outside_hull_gain(points, vals, s, s_val, pix, pix_truth, pix_old, pix_tree
     circumcircles of the fan lie within them. Pixels in the fan are
     interpolated; pixels still beyond the hull take ``s``'s value where it is their nearest
     measurement (``beyond``: indices of the pixels beyond the old hull, ``beyond_d``: their distance
-    to the nearest measurement).
+    to the nearest measurement). ``tree`` and ``pix_tree``: k-d trees of ``points`` and ``pix``.
     """
-    tree = cKDTree(points)
     while True:
         k = min(k, len(points))
         dk, idx = (np.atleast_1d(a) for a in tree.query(s, k=k))
@@ -273,7 +274,8 @@ def realised_gain(points, vals, cand, cand_vals, pix, pix_truth, pix_old) -> np.
     # Beyond the hull a pixel takes its nearest measured value: a candidate that is nearer than
     # every measured point becomes its value there.
     beyond = np.flatnonzero(pix_tri < 0)
-    beyond_d = cKDTree(points).query(pix[beyond])[0] if len(beyond) else np.zeros(0)
+    points_tree = cKDTree(points)
+    beyond_d = points_tree.query(pix[beyond])[0] if len(beyond) else np.zeros(0)
     if len(ins) and len(beyond):
         tree = cKDTree(cand[ins])
         for j, near in zip(beyond.tolist(), tree.query_ball_point(pix[beyond], beyond_d - 1e-9), strict=True):
@@ -284,8 +286,8 @@ def realised_gain(points, vals, cand, cand_vals, pix, pix_truth, pix_old) -> np.
     if len(outside):
         pix_tree = cKDTree(pix)
         for j in outside:
-            out[j] = _outside_hull_gain(points, vals, cand[j], cand_vals[j], pix, pix_truth, pix_old, pix_tree,
-                                        beyond, beyond_d)  # fmt: skip
+            out[j] = _outside_hull_gain(points, vals, points_tree, cand[j], cand_vals[j], pix, pix_truth, pix_old,
+                                        pix_tree, beyond, beyond_d)  # fmt: skip
     return out
 
 
