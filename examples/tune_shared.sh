@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tune stopping criteria for SSIM 0.90 on half of ../shared/data and check them on the other half
-# (each half: 2 Bragg maps, 4 SEM images). Writes stop_ssim090.{json,png,txt} in the current folder.
+# (each half: 2 Bragg maps, 4 SEM images), with random probes for the SSIM estimate.
+# Writes stop_ssim090.{json,png,txt} in the current folder.
 set -euo pipefail
 HERE=$(pwd)
 source "$(dirname "${BASH_SOURCE[0]}")/../.ci/venv.sh" bench
@@ -11,4 +12,4 @@ python -m steering.tune \
     "$D/sem/sem_set1.png" "$D/sem/sem_set4.tif" "$D/sem/sem_set6.tif" "$D/sem/sem_set8.tif" \
     --holdout "$D/s26/norm_log_sum_84_101x101.tif" "$D/s26/norm_log_sum_95_81x81.tif" \
     "$D/sem/sem_set3.tif" "$D/sem/sem_set5.tif" "$D/sem/sem_set7.tif" "$D/sem/sem_set9.png" \
-    --target ssim=0.90 --cap 0.8 --out stop_ssim090.json --figure stop_ssim090.png --report stop_ssim090.txt "$@"
+    --target ssim=0.90 --cap 0.8 --probe-fraction 0.1 --out stop_ssim090.json --figure stop_ssim090.png --report stop_ssim090.txt "$@"

@@ -23,7 +23,7 @@ from .patterns import PATTERNS, initial_pattern
 from .reconstruction import interpolate_linear, mirror_for_thin_grid, reconstruct_linear, triangulate
 from .routing import order_route
 from .selection import select_spread
-from .stopping import StopCriteria, estimate_ssim
+from .stopping import StopCriteria, estimate_ssim, fit_probe_error
 
 __all__ = ["Sampler"]
 
@@ -33,6 +33,10 @@ _GLOBAL_REBUILD_SHARE = 0.3
 # triangles a new point changes have circumcircles through it, so they lie within about twice that.
 _CHANGED_RADIUS = 2.0
 _MARGIN_RADIUS = 2.0
+
+
+#: Random probes whose mean squared prediction error ``ssim_estimate`` uses (``probe_fraction`` > 0).
+PROBE_WINDOW = 40
 
 
 def _as_points(points, shape, what: str = "points") -> np.ndarray:
@@ -158,6 +162,13 @@ class Sampler:
         self._changes: deque = deque(maxlen=self.stop_.error_window)
         self._errors2: deque = deque(maxlen=self.stop_.error_window)
         self._pick_erd: deque = deque(maxlen=self.stop_.error_window)
+        # random probes (StopCriteria.probe_fraction): their own generator, so that the ERD picks
+        # and the initial pattern of a seed stay what they are without probes
+        self._probe_rng = np.random.default_rng(None if seed is None else [int(seed), 1])
+        self._probe_credit = 0.0
+        self._probing = np.zeros((H, W), bool)
+        self._probe_errors2: deque = deque(maxlen=PROBE_WINDOW)
+        self._probe_erd: deque = deque(maxlen=PROBE_WINDOW)
         self._change_sum = 0.0
         self._started: float | None = None
         self._beam_time: float | None = None
@@ -251,11 +262,16 @@ class Sampler:
             s["prediction_error"] = float(np.mean(self._errors))
         if len(self._changes) == self._changes.maxlen:
             s["recon_change"] = float(np.mean(self._changes))
-        if len(self._errors2) == self._errors2.maxlen:
+        probes_ready = self.stop_.probe_fraction == 0 or len(self._probe_errors2) == PROBE_WINDOW
+        if len(self._errors2) == self._errors2.maxlen and probes_ready:
             values = self._values[self._measured]
+            probe = None
+            if self.stop_.probe_fraction > 0:
+                probe = fit_probe_error(np.asarray(self._probe_erd), np.asarray(self._probe_errors2))
             s["ssim_estimate"] = estimate_ssim(
                 self._recon, self._measured, self._erd, error2=float(np.mean(self._errors2)),
-                pick_erd=float(np.mean(self._pick_erd)), value_range=float(values.max() - values.min()))
+                pick_erd=float(np.mean(self._pick_erd)), value_range=float(values.max() - values.min()),
+                probe_error=probe)
         return s
 
     # ------------------------------------------------------------------ ask / tell
@@ -341,11 +357,13 @@ class Sampler:
         if again.any():
             raise ValueError(f"points already measured: {pts[again][:5].tolist()}")
         self._pending.ravel()[flat] = False
+        probed = self._probing.ravel()[flat] & ~fail
+        self._probing.ravel()[flat] = False
         if fail.any() and not self._ready and self._initial_queue is not None:
             # the initial pattern goes on without a point that failed; it stays a candidate for later
             self._initial_queue = self._initial_queue[~np.isin(self._initial_queue, flat[fail])]
         ok = ~fail
-        flat, vals = flat[ok], vals[ok]
+        flat, vals, probed = flat[ok], vals[ok], probed[ok]
         if len(flat) == 0:
             return
         if self._ready:
@@ -354,6 +372,8 @@ class Sampler:
             self._errors.extend(surprise.tolist())
             self._errors2.extend(((predicted - vals) ** 2).tolist())
             self._pick_erd.extend(self._erd.ravel()[flat].astype(np.float64).tolist())
+            self._probe_errors2.extend(((predicted[probed] - vals[probed]) ** 2).tolist())
+            self._probe_erd.extend(self._erd.ravel()[flat[probed]].astype(np.float64).tolist())
         self._values.ravel()[flat] = vals
         self._measured.ravel()[flat] = True
         self._order.append(flat)
@@ -410,8 +430,21 @@ class Sampler:
 
     def _ask_adaptive(self, n: int) -> np.ndarray:
         cand_mask = ~(self._measured | self._pending | self._excluded)
+        if self.stop_.probe_fraction > 0 and cand_mask.any():
+            # whole probes per batch, the fractions carried over, so small batches probe too
+            self._probe_credit += self.stop_.probe_fraction * n
+            k = min(int(self._probe_credit), n, int(cand_mask.sum()))
+            if k > 0:
+                self._probe_credit -= k
+                probes = self._probe_rng.choice(np.flatnonzero(cand_mask), k, replace=False)
+                self._probing.ravel()[probes] = True
+                cand_mask.ravel()[probes] = False
+                return np.concatenate([probes, self._ask_by_erd(cand_mask, n - k)])
+        return self._ask_by_erd(cand_mask, n)
+
+    def _ask_by_erd(self, cand_mask: np.ndarray, n: int) -> np.ndarray:
         cand = np.flatnonzero(cand_mask)
-        if len(cand) == 0:
+        if len(cand) == 0 or n <= 0:
             return np.zeros(0, np.int64)
         dist = self._dist.ravel()[cand]
         erd = self._erd.ravel()[cand] / dist**self.distance_discount

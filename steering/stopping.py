@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-__all__ = ["StopCriteria", "DATA_RULES", "RISING_RULES", "LIMITS", "estimate_ssim"]
+__all__ = ["StopCriteria", "DATA_RULES", "RISING_RULES", "LIMITS", "estimate_ssim", "fit_probe_error"]
 
 #: Rules that watch a signal of the scan and fire when it reaches their threshold.
 DATA_RULES = ("erd_ratio", "prediction_error", "recon_change", "ssim_estimate")
@@ -25,7 +25,9 @@ def _reached(rule: str, value: float, threshold: float) -> bool:
 
 
 def estimate_ssim(reconstruction: np.ndarray, measured: np.ndarray, erd: np.ndarray, *, error2: float,
-                  pick_erd: float, value_range: float, window: int = 7, max_pixels: int = 256 * 256) -> float:
+                  pick_erd: float, value_range: float, probe_error: tuple[float, float] | None = None,
+                  window: int = 7,
+                  max_pixels: int = 256 * 256) -> float:
     """The SSIM a reconstruction is estimated to have against the full scan, without the full scan.
 
     Measured pixels are exact; at an unmeasured pixel the squared error is taken as the running mean
@@ -37,18 +39,47 @@ def estimate_ssim(reconstruction: np.ndarray, measured: np.ndarray, erd: np.ndar
     scaled to ``value_range`` = 1), with the full scan = reconstruction + error, the structure term
     is ``(2 var + C2) / (2 var + mse + C2)``; the estimate is its mean. Grids above ``max_pixels``
     are strided first, to keep this cheap.
+
+    With ``probe_error = (a, b)`` (`fit_probe_error` of the prediction errors at points measured
+    uniformly at random, see ``StopCriteria.probe_fraction``) an unmeasured pixel's squared error is
+    ``a + b * erd`` instead: fitted where the sampler had not looked, not where it looked because
+    the error was largest.
     """
     if not (value_range > 0 and error2 >= 0 and pick_erd > 0):
         return float("nan")
     stride = max(1, int(math.ceil(math.sqrt(reconstruction.size / max_pixels))))
     recon = reconstruction[::stride, ::stride] / value_range
-    mse_map = np.where(measured[::stride, ::stride], 0.0, erd[::stride, ::stride].astype(np.float64))
-    mse_map *= error2 / (pick_erd * value_range**2)
+    unmeasured = ~measured[::stride, ::stride]
+    if probe_error is not None:
+        a, b = probe_error
+        mse_map = np.where(unmeasured, a + b * erd[::stride, ::stride].astype(np.float64), 0.0) / value_range**2
+    else:
+        mse_map = np.where(unmeasured, erd[::stride, ::stride].astype(np.float64), 0.0)
+        mse_map *= error2 / (pick_erd * value_range**2)
     mean = uniform_filter(recon, window)
     var = np.clip(uniform_filter(recon * recon, window) - mean * mean, 0.0, None)
     mse = uniform_filter(mse_map, window)
     c2 = 0.03**2
     return float(np.mean((2 * var + c2) / (2 * var + mse + c2)))
+
+
+def fit_probe_error(erd: np.ndarray, error2: np.ndarray) -> tuple[float, float]:
+    """Fit ``error2 ~ a + b * erd`` with ``a, b >= 0`` at randomly placed probes.
+
+    ``a`` is the error no ERD explains (noise, mostly), ``b`` how the rest follows the ERD; where
+    the ERD says nothing (a noisy image), the fit is flat. Returns ``(a, b)``.
+    """
+    erd = np.asarray(erd, dtype=np.float64)
+    error2 = np.asarray(error2, dtype=np.float64)
+    mean = float(error2.mean()) if len(error2) else 0.0
+    if len(erd) < 2 or np.ptp(erd) <= 0:
+        return mean, 0.0
+    b, a = np.polyfit(erd, error2, 1)
+    if a < 0:  # the line through the origin
+        return 0.0, float(max(np.dot(erd, error2) / np.dot(erd, erd), 0.0))
+    if b < 0:
+        return mean, 0.0
+    return float(a), float(b)
 
 
 @dataclass(frozen=True)
@@ -97,6 +128,12 @@ class StopCriteria:
         change) average over.
     min_fraction : float
         The data-driven rules never fire below this fraction.
+    probe_fraction : float
+        Share of each batch, in [0, 0.5], measured at uniformly random unmeasured pixels instead of
+        where the ERD is largest. Their prediction errors measure the reconstruction's error where
+        the sampler has not looked, which makes ``ssim_estimate`` an unbiased estimate (its
+        threshold can then be the target itself) at the cost of those points' information.
+        Default 0: no probes.
     """
 
     max_fraction: float | None = 0.25
@@ -110,6 +147,7 @@ class StopCriteria:
     combine: str = "any"
     error_window: int = 200
     min_fraction: float = 0.02
+    probe_fraction: float = 0.0
 
     def __post_init__(self):
         if self.max_fraction is not None and not (0.0 < float(self.max_fraction) <= 1.0):
@@ -128,6 +166,8 @@ class StopCriteria:
             raise ValueError(f"combine must be 'any' or 'all', got {self.combine!r}")
         if int(self.error_window) != self.error_window or self.error_window < 1:
             raise ValueError(f"error_window must be an integer >= 1, got {self.error_window}")
+        if not (0.0 <= float(self.probe_fraction) <= 0.5):
+            raise ValueError(f"probe_fraction must be in [0, 0.5], got {self.probe_fraction}")
         if not (0.0 <= float(self.min_fraction) <= 1.0):
             raise ValueError(f"min_fraction must be in [0, 1], got {self.min_fraction}")
 

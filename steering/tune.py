@@ -166,7 +166,7 @@ class TuneResult:
 
 def replay(image, *, name: str = "image", metric: str = "ssim", cap: float = 0.5, seed: int | None = 0,
            model=None, batch_size: int | None = None, target: float | None = None,
-           overshoot: float = 1.5) -> Trace:
+           overshoot: float = 1.5, probe_fraction: float = 0.0) -> Trace:
     """Run the `Sampler` on a reference image up to ``cap``, recording quality and stop signals per batch.
 
     Parameters
@@ -185,6 +185,8 @@ def replay(image, *, name: str = "image", metric: str = "ssim", cap: float = 0.5
         fraction where it first did: no threshold that stops later than that is worth knowing.
     overshoot : float
         See ``target``.
+    probe_fraction : float
+        `StopCriteria.probe_fraction` of the scans: random probes change where the replay samples.
     """
     image = as_image(image, what=name)
     if metric not in METRICS:
@@ -194,7 +196,7 @@ def replay(image, *, name: str = "image", metric: str = "ssim", cap: float = 0.5
     score, higher = METRICS[metric]
     reached_at = None
     sampler = Sampler(image.shape, model=model, batch_size=batch_size, seed=seed,
-                      stop=StopCriteria(max_fraction=cap, min_fraction=0.0))
+                      stop=StopCriteria(max_fraction=cap, min_fraction=0.0, probe_fraction=probe_fraction))
     fraction, quality = [], []
     signals: dict[str, list] = {rule: [] for rule in ("n_measured", *DATA_RULES)}
     while not sampler.done:
@@ -299,7 +301,7 @@ def _fit_rule(rule: str, traces: dict[str, Trace], targets: dict[str, float], mi
 
 
 def check_settings(*, metric: str, target: float, cap: float, min_fraction: float = 0.0, jobs: int = 1,
-                   model=None) -> None:
+                   model=None, probe_fraction: float = 0.0) -> None:
     """Refuse bad tuning settings before any replay, with an error naming the setting and its range."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
@@ -310,6 +312,8 @@ def check_settings(*, metric: str, target: float, cap: float, min_fraction: floa
         raise ValueError(f"cap must be in (0, 1], got {cap}")
     if not 0.0 <= float(min_fraction) < float(cap):
         raise ValueError(f"min_fraction must be in [0, cap={cap}), got {min_fraction}")
+    if not 0.0 <= float(probe_fraction) <= 0.5:
+        raise ValueError(f"probe_fraction must be in [0, 0.5], got {probe_fraction}")
     if int(jobs) != jobs or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs}")
     if model is not None and not isinstance(model, ERDNet):
@@ -318,7 +322,7 @@ def check_settings(*, metric: str, target: float, cap: float, min_fraction: floa
 
 def tune(references: dict[str, np.ndarray], *, metric: str = "ssim", target: float = 0.9, cap: float = 0.5,
          min_fraction: float = 0.02, seed: int | None = 0, model=None, batch_size: int | None = None,
-         progress: bool = True, jobs: int = 1) -> TuneResult:
+         progress: bool = True, jobs: int = 1, probe_fraction: float = 0.0) -> TuneResult:
     """Find, for each stop rule, the threshold that stops the reference scans where they reach ``target``.
 
     Parameters
@@ -339,6 +343,9 @@ def tune(references: dict[str, np.ndarray], *, metric: str = "ssim", target: flo
         Show a progress bar.
     jobs : int
         Processes replaying images side by side.
+    probe_fraction : float
+        Share of each batch measured at random (`StopCriteria.probe_fraction`); kept in the
+        recommended criteria, since it changes where the scans sample.
 
     Returns
     -------
@@ -346,9 +353,11 @@ def tune(references: dict[str, np.ndarray], *, metric: str = "ssim", target: flo
     """
     if not references:
         raise ValueError("no reference images given")
-    check_settings(metric=metric, target=target, cap=cap, min_fraction=min_fraction, jobs=jobs, model=model)
+    check_settings(metric=metric, target=target, cap=cap, min_fraction=min_fraction, jobs=jobs, model=model,
+                   probe_fraction=probe_fraction)
     traces = replay_all(references, jobs=jobs, progress=progress, desc="replaying references", metric=metric,
-                        cap=cap, seed=seed, model=model, batch_size=batch_size, target=target)
+                        cap=cap, seed=seed, model=model, batch_size=batch_size, target=target,
+                        probe_fraction=probe_fraction)
     targets = {name: trace.reached(target) for name, trace in traces.items()}
     reached = {name: f for name, f in targets.items() if f is not None}
     if not reached:
@@ -358,7 +367,8 @@ def tune(references: dict[str, np.ndarray], *, metric: str = "ssim", target: flo
     best = min(fits, key=lambda r: (fits[r].misses, fits[r].score, fits[r].worst))
     if fits[best].threshold is None:
         raise ValueError("no stop signal was defined at the targets")
-    criteria = StopCriteria(max_fraction=cap, min_fraction=min_fraction, **{best: fits[best].threshold})
+    criteria = StopCriteria(max_fraction=cap, min_fraction=min_fraction, probe_fraction=probe_fraction,
+                            **{best: fits[best].threshold})
     return TuneResult(criteria, best, fits, traces, targets, metric, target)
 
 
@@ -374,7 +384,8 @@ def evaluate(criteria: StopCriteria, references: dict[str, np.ndarray], *, metri
     traces = dict(traces or {})
     missing = {name: image for name, image in references.items() if name not in traces}
     traces.update(replay_all(missing, jobs=jobs, progress=progress, desc="replaying held-out", metric=metric,
-                             cap=cap, seed=seed, model=model, batch_size=batch_size, target=target))
+                             cap=cap, seed=seed, model=model, batch_size=batch_size, target=target,
+                             probe_fraction=criteria.probe_fraction))
     rows = []
     for name in references:
         trace = traces[name]
@@ -498,6 +509,8 @@ def main(argv=None) -> int:
     ap.add_argument("--min-fraction", type=float, default=0.02, help="no data-driven stop below this fraction")
     ap.add_argument("--holdout", nargs="*", default=[], help="images to check the thresholds on, not to tune them")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--probe-fraction", type=float, default=0.0,
+                    help="share of each batch measured at random, for an unbiased ssim_estimate (e.g. 0.1)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes replaying side by side")
     ap.add_argument("--model", default=None, help="ERD model file (default: the shipped one)")
     ap.add_argument("--out", default="stop_criteria.json",
@@ -509,21 +522,22 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         check_settings(metric=metric, target=target, cap=args.cap, min_fraction=args.min_fraction, jobs=args.jobs,
-                       model=args.model)
+                       model=args.model, probe_fraction=args.probe_fraction)
         references = find_images(args.images)
         holdout_images = find_images(args.holdout) if args.holdout else {}
         overlap = set(references) & set(holdout_images)
         if overlap:
             raise ValueError(f"images both tuned on and held out: {sorted(overlap)}")
         result = tune(references, metric=metric, target=target, cap=args.cap, min_fraction=args.min_fraction,
-                      seed=args.seed, model=args.model, jobs=args.jobs)
+                      seed=args.seed, model=args.model, jobs=args.jobs, probe_fraction=args.probe_fraction)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     holdout, holdout_traces = None, None
     if holdout_images:
         holdout_traces = replay_all(holdout_images, jobs=args.jobs, desc="replaying held-out", metric=metric,
-                                    cap=args.cap, seed=args.seed, model=args.model, target=target)
+                                    cap=args.cap, seed=args.seed, model=args.model, target=target,
+                                    probe_fraction=args.probe_fraction)
         holdout = evaluate(result.criteria, holdout_images, metric=metric, target=target, traces=holdout_traces,
                            progress=False)
     Path(args.out).write_text(result.criteria.to_json() + "\n")

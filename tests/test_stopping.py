@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from steering import Sampler, StopCriteria
-from steering.stopping import DATA_RULES, LIMITS, RISING_RULES, estimate_ssim
+from steering.stopping import DATA_RULES, LIMITS, RISING_RULES, estimate_ssim, fit_probe_error
 from steering.tune import evaluate, replay, tune
 
 
@@ -81,6 +81,8 @@ def test_status_reports_every_rule_that_is_set():
         ({"max_wall_time": 0}, "max_wall_time"),
         ({"max_beam_time": float("inf")}, "max_beam_time"),
         ({"erd_ratio": 1.5}, "erd_ratio"),
+        ({"probe_fraction": 0.6}, "probe_fraction"),
+        ({"probe_fraction": -0.1}, "probe_fraction"),
     ],
 )
 def test_bad_settings_name_the_setting(kwargs, message):
@@ -183,7 +185,58 @@ def test_ssim_estimate_follows_its_model():
     assert estimate_ssim(recon, measured, half, error2=0.2, pick_erd=1.0, value_range=1.0) == pytest.approx(worse[1])
 
 
+def test_probe_fit_separates_noise_from_error_the_erd_explains():
+    rng = np.random.default_rng(0)
+    erd = rng.random(400)
+    a, b = fit_probe_error(erd, 0.3 + 2.0 * erd)
+    assert a == pytest.approx(0.3) and b == pytest.approx(2.0)
+    # pure noise: the ERD explains nothing, the fit is flat at the mean
+    noise = 0.5 + 0.05 * rng.standard_normal(400)
+    a, b = fit_probe_error(erd, noise - 0.2 * (erd - 0.5))
+    assert b == 0.0 and a == pytest.approx(noise.mean(), rel=0.05)
+    # error only where the ERD is: a line through the origin, never a negative error
+    a, b = fit_probe_error(erd, 3.0 * erd**2)
+    assert a >= 0 and b > 0
+    assert fit_probe_error(np.ones(5), np.full(5, 0.2)) == (pytest.approx(0.2), 0.0)
+    # the probe model in the estimate: all error as noise or all where the ERD is high
+    recon = rng.random((40, 40))
+    measured = np.zeros((40, 40), bool)
+    erd_map = np.ones((40, 40), np.float32)
+    flat = estimate_ssim(recon, measured, erd_map, error2=5.0, pick_erd=1.0, value_range=1.0, probe_error=(0.1, 0.0))
+    assert flat == pytest.approx(estimate_ssim(recon, measured, erd_map, error2=0.1, pick_erd=1.0, value_range=1.0))
+    assert estimate_ssim(recon, measured, erd_map, error2=5.0, pick_erd=1.0, value_range=1.0,
+                         probe_error=(0.0, 0.1)) == pytest.approx(flat)
+
+
+def test_probes_are_random_points_seeded_and_counted(blobs):
+    def run(probe_fraction, seed=2):
+        s = Sampler(blobs.shape, seed=seed, batch_size=20,
+                    stop=StopCriteria(max_fraction=0.3, probe_fraction=probe_fraction, error_window=60))
+        batches = []
+        while not s.done:
+            pts = s.ask()
+            batches.append(pts)
+            s.tell(pts, blobs[pts[:, 0], pts[:, 1]])
+        return s, batches
+
+    plain, plain_batches = run(0.0)
+    probed, probed_batches = run(0.1)
+    again, again_batches = run(0.1)
+    for x, y in zip(probed_batches, again_batches, strict=True):
+        np.testing.assert_array_equal(x, y)  # same seed, same probes
+    assert probed.n_measured == plain.n_measured  # probes come out of the batch, not on top of it
+    # two probes in each batch of 20 once the initial pattern is measured
+    assert len(probed._probe_errors2) == 40 and not probed._probing.any()
+    assert len(plain._probe_errors2) == 0
+    sig = probed.signals
+    assert 0 < sig["ssim_estimate"] < 1
+    # the ERD picks of a seed without probes are what they were before probes existed
+    first_adaptive = plain_batches[1]
+    assert len({tuple(p) for p in first_adaptive} & {tuple(p) for p in probed_batches[1]}) >= 15
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--probe-fraction", "0.7"], r"probe_fraction must be in \[0, 0.5\]"),
     (["--target", "ssim=1.5"], r"target for ssim must be in \(0, 1\]"),
     (["--target", "psnr=-3"], "target for psnr must be in"),
     (["--cap", "0"], r"cap must be in \(0, 1\]"),
