@@ -35,7 +35,7 @@ _CHANGED_RADIUS = 2.0
 _MARGIN_RADIUS = 2.0
 
 
-#: Random probes whose mean squared prediction error ``ssim_estimate`` uses (``probe_fraction`` > 0).
+#: How many of the newest random probes (``probe_fraction`` > 0) the error fit of ``ssim_estimate`` uses.
 PROBE_WINDOW = 40
 
 

@@ -26,8 +26,7 @@ def _reached(rule: str, value: float, threshold: float) -> bool:
 
 def estimate_ssim(reconstruction: np.ndarray, measured: np.ndarray, erd: np.ndarray, *, error2: float,
                   pick_erd: float, value_range: float, probe_error: tuple[float, float] | None = None,
-                  window: int = 7,
-                  max_pixels: int = 256 * 256) -> float:
+                  window: int = 7, max_pixels: int = 256 * 256) -> float:
     """The SSIM a reconstruction is estimated to have against the full scan, without the full scan.
 
     Measured pixels are exact; at an unmeasured pixel the squared error is taken as the running mean
@@ -131,9 +130,9 @@ class StopCriteria:
     probe_fraction : float
         Share of each batch, in [0, 0.5], measured at uniformly random unmeasured pixels instead of
         where the ERD is largest. Their prediction errors measure the reconstruction's error where
-        the sampler has not looked, which makes ``ssim_estimate`` an unbiased estimate (its
-        threshold can then be the target itself) at the cost of those points' information.
-        Default 0: no probes.
+        the sampler has not looked, which brings ``ssim_estimate`` close to the real SSIM (tuned
+        for SSIM 0.90 on the shared images, its threshold came out at 0.917), at the cost of those
+        points' information (about 0.2 dB of PSNR at 0.1). Default 0: no probes.
     """
 
     max_fraction: float | None = 0.25
