@@ -312,8 +312,7 @@ def check_settings(*, metric: str, target: float, cap: float, min_fraction: floa
         raise ValueError(f"cap must be in (0, 1], got {cap}")
     if not 0.0 <= float(min_fraction) < float(cap):
         raise ValueError(f"min_fraction must be in [0, cap={cap}), got {min_fraction}")
-    if not 0.0 <= float(probe_fraction) <= 0.5:
-        raise ValueError(f"probe_fraction must be in [0, 0.5], got {probe_fraction}")
+    StopCriteria(probe_fraction=probe_fraction)  # its own check, before any replay
     if int(jobs) != jobs or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs}")
     if model is not None and not isinstance(model, ERDNet):

@@ -235,6 +235,15 @@ def test_probes_are_random_points_seeded_and_counted(blobs):
     assert len({tuple(p) for p in first_adaptive} & {tuple(p) for p in probed_batches[1]}) >= 15
 
 
+def test_tune_replays_with_probes_and_keeps_them_in_the_criteria(blobs):
+    plain = replay(blobs, name="blobs", cap=0.2, seed=1)
+    probed = replay(blobs, name="blobs", cap=0.2, seed=1, probe_fraction=0.1)
+    assert not np.array_equal(plain.quality, probed.quality)  # probes change where the replay samples
+    result = tune({"blobs": blobs}, metric="psnr", target=25.0, cap=0.3, progress=False, probe_fraction=0.1)
+    assert result.criteria.probe_fraction == 0.1
+    assert StopCriteria.from_json(result.criteria.to_json()).probe_fraction == 0.1
+
+
 @pytest.mark.parametrize("args, message", [
     (["--probe-fraction", "0.7"], r"probe_fraction must be in \[0, 0.5\]"),
     (["--target", "ssim=1.5"], r"target for ssim must be in \(0, 1\]"),
