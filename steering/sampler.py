@@ -23,7 +23,7 @@ from .patterns import PATTERNS, initial_pattern
 from .reconstruction import interpolate_linear, mirror_for_thin_grid, reconstruct_linear, triangulate
 from .routing import order_route
 from .selection import select_spread
-from .stopping import StopCriteria, estimate_ssim, fit_probe_error
+from .stopping import StopCriteria, error_decay, estimate_ssim, estimate_ssim_at_probes, local_variance
 
 __all__ = ["Sampler"]
 
@@ -35,8 +35,12 @@ _CHANGED_RADIUS = 2.0
 _MARGIN_RADIUS = 2.0
 
 
-#: How many of the newest random probes (``probe_fraction`` > 0) the error fit of ``ssim_estimate`` uses.
-PROBE_WINDOW = 40
+#: How many of the newest random probes (``probe_fraction`` > 0) ``ssim_estimate`` averages over,
+#: and how many it waits for.
+PROBE_WINDOW = 160
+MIN_PROBES = 40
+#: How many of the newest batches the decay of the prediction error (`error_decay`) is fitted on.
+DECAY_BATCHES = 30
 
 
 def _as_points(points, shape, what: str = "points") -> np.ndarray:
@@ -168,7 +172,9 @@ class Sampler:
         self._probe_credit = 0.0
         self._probing = np.zeros((H, W), bool)
         self._probe_errors2: deque = deque(maxlen=PROBE_WINDOW)
-        self._probe_erd: deque = deque(maxlen=PROBE_WINDOW)
+        self._probe_var: deque = deque(maxlen=PROBE_WINDOW)  # reconstruction's local variance there
+        self._probe_n: deque = deque(maxlen=PROBE_WINDOW)  # points measured before the probe was told
+        self._batch_errors2: deque = deque(maxlen=DECAY_BATCHES)  # (points measured before, mean error2)
         self._change_sum = 0.0
         self._started: float | None = None
         self._beam_time: float | None = None
@@ -248,7 +254,8 @@ class Sampler:
         ``n_measured``, ``n_pixels``, ``fraction``; once defined: ``wall_time`` (s since the first
         `ask`), ``beam_time`` (as last told), ``erd_total`` and ``erd_ratio`` (to its value after
         the initial pattern), ``prediction_error`` and ``recon_change`` (running means over the
-        newest ``stop.error_window`` points, in units of `intensity_scale`).
+        newest ``stop.error_window`` points, in units of `intensity_scale`), ``ssim_estimate``
+        (`estimate_ssim_at_probes` with random probes, else `estimate_ssim`).
         """
         s = {"n_measured": self._n_measured, "n_pixels": self._n, "fraction": self.fraction}
         if self._started is not None:
@@ -262,16 +269,19 @@ class Sampler:
             s["prediction_error"] = float(np.mean(self._errors))
         if len(self._changes) == self._changes.maxlen:
             s["recon_change"] = float(np.mean(self._changes))
-        probes_ready = self.stop_.probe_fraction == 0 or len(self._probe_errors2) == PROBE_WINDOW
-        if len(self._errors2) == self._errors2.maxlen and probes_ready:
+        if self.stop_.probe_fraction > 0:
+            if len(self._probe_errors2) >= MIN_PROBES:
+                values = self._values[self._measured]
+                n_before, batch_errors2 = np.asarray(self._batch_errors2).T
+                s["ssim_estimate"] = estimate_ssim_at_probes(
+                    self._probe_errors2, self._probe_var, self._probe_n, n_now=self._n_measured,
+                    fraction=self.fraction, value_range=float(values.max() - values.min()),
+                    decay=error_decay(n_before, batch_errors2))
+        elif len(self._errors2) == self._errors2.maxlen:
             values = self._values[self._measured]
-            probe = None
-            if self.stop_.probe_fraction > 0:
-                probe = fit_probe_error(np.asarray(self._probe_erd), np.asarray(self._probe_errors2))
             s["ssim_estimate"] = estimate_ssim(
                 self._recon, self._measured, self._erd, error2=float(np.mean(self._errors2)),
-                pick_erd=float(np.mean(self._pick_erd)), value_range=float(values.max() - values.min()),
-                probe_error=probe)
+                pick_erd=float(np.mean(self._pick_erd)), value_range=float(values.max() - values.min()))
         return s
 
     # ------------------------------------------------------------------ ask / tell
@@ -372,8 +382,12 @@ class Sampler:
             self._errors.extend(surprise.tolist())
             self._errors2.extend(((predicted - vals) ** 2).tolist())
             self._pick_erd.extend(self._erd.ravel()[flat].astype(np.float64).tolist())
-            self._probe_errors2.extend(((predicted[probed] - vals[probed]) ** 2).tolist())
-            self._probe_erd.extend(self._erd.ravel()[flat[probed]].astype(np.float64).tolist())
+            self._batch_errors2.append((self._n_measured, float(np.mean((predicted - vals) ** 2))))
+            if probed.any():
+                rows, cols = np.divmod(flat[probed], self.shape[1])
+                self._probe_errors2.extend(((predicted[probed] - vals[probed]) ** 2).tolist())
+                self._probe_var.extend(local_variance(self._recon, rows, cols).tolist())
+                self._probe_n.extend([self._n_measured] * int(probed.sum()))
         self._values.ravel()[flat] = vals
         self._measured.ravel()[flat] = True
         self._order.append(flat)
