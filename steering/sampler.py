@@ -269,19 +269,19 @@ class Sampler:
             s["prediction_error"] = float(np.mean(self._errors))
         if len(self._changes) == self._changes.maxlen:
             s["recon_change"] = float(np.mean(self._changes))
-        if self.stop_.probe_fraction > 0:
-            if len(self._probe_errors2) >= MIN_PROBES:
-                values = self._values[self._measured]
+        probes = self.stop_.probe_fraction > 0
+        if len(self._probe_errors2) >= MIN_PROBES if probes else len(self._errors2) == self._errors2.maxlen:
+            values = self._values[self._measured]
+            value_range = float(values.max() - values.min())
+            if probes:
                 n_before, batch_errors2 = np.asarray(self._batch_errors2).T
                 s["ssim_estimate"] = estimate_ssim_at_probes(
                     self._probe_errors2, self._probe_var, self._probe_n, n_now=self._n_measured,
-                    fraction=self.fraction, value_range=float(values.max() - values.min()),
-                    decay=error_decay(n_before, batch_errors2))
-        elif len(self._errors2) == self._errors2.maxlen:
-            values = self._values[self._measured]
-            s["ssim_estimate"] = estimate_ssim(
-                self._recon, self._measured, self._erd, error2=float(np.mean(self._errors2)),
-                pick_erd=float(np.mean(self._pick_erd)), value_range=float(values.max() - values.min()))
+                    fraction=self.fraction, value_range=value_range, decay=error_decay(n_before, batch_errors2))
+            else:
+                s["ssim_estimate"] = estimate_ssim(
+                    self._recon, self._measured, self._erd, error2=float(np.mean(self._errors2)),
+                    pick_erd=float(np.mean(self._pick_erd)), value_range=value_range)
         return s
 
     # ------------------------------------------------------------------ ask / tell
