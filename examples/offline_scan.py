@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from steering import Sampler, StopCriteria
-from steering.bench import default_data_dir, grid_points
+from steering import Sampler, StopCriteria, run
 from steering.images import load_image
 from steering.metrics import quality
 from steering.reconstruction import reconstruct_linear
+from steering.tools.bench import default_data_dir, grid_points
 
 
 def main(argv=None) -> int:
@@ -40,15 +40,15 @@ def main(argv=None) -> int:
     print(f"sample: {path} ({truth.shape[0]}x{truth.shape[1]} pixels)")
     s = Sampler(truth.shape, stop=StopCriteria(max_fraction=args.fraction), seed=args.seed)
     t0 = time.perf_counter()
-    pos, batches = None, 0
-    while not s.done:
-        pts = s.ask(start=pos)
-        if len(pts) == 0:
-            break
-        s.tell(pts, truth[pts[:, 0], pts[:, 1]])
-        pos, batches = pts[-1], batches + 1
+    batches = 0
+
+    def progress(s: Sampler, points, values) -> None:
+        nonlocal batches
+        batches += 1
         if batches % 25 == 0:
             print(f"  batch {batches:4d}: {s.n_measured} points, fraction {s.fraction:.3f}")
+
+    run(s, lambda p: truth[p[:, 0], p[:, 1]], on_batch=progress)
     wall = time.perf_counter() - t0
     q = quality(truth, s.reconstruction)
     g = grid_points(truth.shape, s.fraction)

@@ -1,50 +1,30 @@
 """The sampling state of one scan: ask where to measure next, tell what was measured.
 
-The sampler keeps, for every pixel of the grid, the reconstruction, the distance to the nearest
-measurement and the predicted ERD. After the initial pattern these maps are built once for the whole
-grid; after that each `Sampler.tell` refreshes them only in windows around the new points (the
-Delaunay triangles that a new point changes lie within about twice the local sampling distance of
-it), which keeps a decision cheap on large grids and memory linear in the number of pixels.
+`Sampler` decides which pixels to ask for (the initial pattern, then the highest predicted ERD,
+spread and routed, plus random probes if asked for) and keeps track of what is pending, measured,
+failed or excluded. What is known of the image lives in `steering.maps.SamplingMaps`; the stop
+signals in `steering.signals.StopSignals`; when they end the scan, `StopCriteria` says.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections import deque
 
 import numpy as np
-from scipy.ndimage import distance_transform_edt
-from scipy.spatial import cKDTree
 
 from .erd import ERDNet, load_model
-from .features import pixel_features, triangle_features
+from .maps import SamplingMaps
 from .patterns import PATTERNS, initial_pattern
-from .reconstruction import interpolate_linear, mirror_for_thin_grid, reconstruct_linear, triangulate
 from .routing import order_route
-from .selection import select_spread
-from .stopping import StopCriteria, error_decay, estimate_ssim, estimate_ssim_at_probes, local_variance
+from .selection import select_by_erd
+from .signals import StopSignals, local_variance
+from .stopping import StopCriteria
 
-__all__ = ["Sampler"]
-
-# Beyond this share of the grid, a local refresh costs more than rebuilding everything.
-_GLOBAL_REBUILD_SHARE = 0.3
-# Window radii around a new point, in units of the largest nearby distance to a measurement: the
-# triangles a new point changes have circumcircles through it, so they lie within about twice that.
-_CHANGED_RADIUS = 2.0
-_MARGIN_RADIUS = 2.0
+__all__ = ["Sampler", "as_points"]
 
 
-#: How many of the newest random probes (``probe_fraction`` > 0) ``ssim_estimate`` averages over,
-#: and how many it waits for.
-PROBE_WINDOW = 160
-MIN_PROBES = 40
-#: How many of the newest batches the decay of the prediction error (`error_decay`) is fitted on.
-DECAY_BATCHES = 30
-
-
-def _as_points(points, shape, what: str = "points") -> np.ndarray:
-    """Validate (k, 2) integer pixel coordinates inside the grid; return them as int64."""
+def as_points(points, shape: tuple[int, int], what: str = "points") -> np.ndarray:
+    """Validate (k, 2) integer pixel coordinates inside a grid of ``shape``; return them as int64."""
     p = np.asarray(points)
     if p.ndim != 2 or p.shape[1] != 2:
         raise ValueError(f"{what} must have shape (k, 2) as (row, col), got shape {p.shape}")
@@ -59,6 +39,38 @@ def _as_points(points, shape, what: str = "points") -> np.ndarray:
     if bad.any():
         raise ValueError(f"{what} outside the {H}x{W} grid: {p[bad][:5].tolist()} (rows 0..{H - 1}, cols 0..{W - 1})")
     return p
+
+
+def _check_settings(shape, initial_fraction, initial_pattern, batch_size, stop, suppression, distance_discount,
+                    probe_fraction) -> tuple[int, int]:
+    """Refuse bad `Sampler` settings with a ValueError naming the setting; return the grid shape."""
+    try:
+        H, W = (int(s) for s in shape)
+        if (H, W) != tuple(shape):
+            raise TypeError
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be two integers (H, W), got {shape!r}") from None
+    if H < 1 or W < 1:
+        raise ValueError(f"shape must be at least 1x1, got {H}x{W}")
+    if not (0.0 < float(initial_fraction) <= 1.0):
+        raise ValueError(f"initial_fraction must be in (0, 1], got {initial_fraction}")
+    if initial_pattern not in PATTERNS:
+        raise ValueError(f"initial_pattern must be one of {PATTERNS}, got {initial_pattern!r}")
+    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
+    if stop is not None and not isinstance(stop, StopCriteria):
+        raise ValueError(f"stop must be a StopCriteria, got {type(stop).__name__}")
+    if not suppression >= 0:
+        raise ValueError(f"suppression must be >= 0, got {suppression}")
+    if not np.isfinite(distance_discount):
+        raise ValueError(f"distance_discount must be finite, got {distance_discount}")
+    if not (0.0 <= float(probe_fraction) <= 0.5):
+        raise ValueError(f"probe_fraction must be in [0, 0.5], got {probe_fraction}")
+    return H, W
+
+
+_DEFAULTS = {"initial_fraction": 0.01, "initial_pattern": "halton", "batch_size": None, "seed": None,
+             "suppression": 0.75, "distance_discount": 0.0, "probe_fraction": 0.0}
 
 
 class Sampler:
@@ -80,56 +92,39 @@ class Sampler:
     stop : StopCriteria or None
         When to stop. None: ``StopCriteria()`` (25% of the grid).
     seed : int or None
-        Seed of the initial pattern; the same seed and the same measurements give the same points.
+        Seed of the initial pattern and the probes; the same seed and the same measurements give
+        the same points.
     suppression : float
         Batch spreading: a pick suppresses candidates within this multiple of its distance to the
         nearest measurement.
     distance_discount : float
         Points are ranked by ``erd / distance ** distance_discount``. The default, 0, ranks by the
-        ERD alone: the network predicts the realised reduction of squared error, which already
-        weighs how much of the image a measurement changes (with the Gaussian-window label of
-        SLADS, which grows with the square of the distance, one power of discount had gained
-        0.6-0.9 dB; with the realised label a discount of 0.5 lost 0.3-0.4 dB on our benchmark).
+        ERD alone, which already weighs how much of the image a measurement changes (0.5 lost
+        0.3-0.4 dB on our benchmark).
+    probe_fraction : float
+        Share of each batch, in [0, 0.5], measured at uniformly random unmeasured pixels instead of
+        where the ERD is largest. ``ssim_estimate`` is then read off their prediction errors
+        (`steering.signals.estimate_ssim_at_probes`), which comes close to the real SSIM where the
+        sampler's own picks overstate the error, at the cost of those points' information (about
+        0.2 dB of PSNR at 0.1). Default 0: no probes.
 
     Attributes
     ----------
+    model_ : ERDNet
+    stop_ : StopCriteria
+    batch_size_ : int
     history_ : list of dict
-        One record per `tell` once the maps exist: fraction, points, stop signals, timings.
+        One record per `tell` once the maps exist: the stop signals, ``tell_time`` and ``stop_reason``.
+    ask_times_, tell_times_ : list of float
+        Seconds each `ask` and each `tell` (once the maps exist) took.
     """
 
-    def __init__(
-        self,
-        shape: tuple[int, int],
-        *,
-        model: ERDNet | str | None = None,
-        initial_fraction: float = 0.01,
-        initial_pattern: str = "halton",
-        batch_size: int | None = None,
-        stop: StopCriteria | None = None,
-        seed: int | None = None,
-        suppression: float = 0.75,
-        distance_discount: float = 0.0,
-    ):
-        try:
-            H, W = (int(s) for s in shape)
-            if (H, W) != tuple(shape):
-                raise TypeError
-        except (TypeError, ValueError):
-            raise ValueError(f"shape must be two integers (H, W), got {shape!r}") from None
-        if H < 1 or W < 1:
-            raise ValueError(f"shape must be at least 1x1, got {H}x{W}")
-        if not (0.0 < float(initial_fraction) <= 1.0):
-            raise ValueError(f"initial_fraction must be in (0, 1], got {initial_fraction}")
-        if initial_pattern not in PATTERNS:
-            raise ValueError(f"initial_pattern must be one of {PATTERNS}, got {initial_pattern!r}")
-        if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
-        if stop is not None and not isinstance(stop, StopCriteria):
-            raise ValueError(f"stop must be a StopCriteria, got {type(stop).__name__}")
-        if not suppression >= 0:
-            raise ValueError(f"suppression must be >= 0, got {suppression}")
-        if not np.isfinite(distance_discount):
-            raise ValueError(f"distance_discount must be finite, got {distance_discount}")
+    def __init__(self, shape: tuple[int, int], *, model: ERDNet | str | None = None, initial_fraction: float = 0.01,
+                 initial_pattern: str = "halton", batch_size: int | None = None, stop: StopCriteria | None = None,
+                 seed: int | None = None, suppression: float = 0.75, distance_discount: float = 0.0,
+                 probe_fraction: float = 0.0):
+        H, W = _check_settings(shape, initial_fraction, initial_pattern, batch_size, stop, suppression,
+                               distance_discount, probe_fraction)
         self.shape = (H, W)
         self.model = model
         self.initial_fraction = float(initial_fraction)
@@ -139,54 +134,38 @@ class Sampler:
         self.seed = seed
         self.suppression = float(suppression)
         self.distance_discount = float(distance_discount)
-
+        self.probe_fraction = float(probe_fraction)
         self.model_ = model if isinstance(model, ERDNet) else load_model(model)
         self.model_.eval()
         self.stop_ = stop if stop is not None else StopCriteria()
         self.batch_size_ = int(batch_size) if batch_size is not None else max(1, min(50, (H * W) // 100))
+        self._n = H * W
+        self._maps = SamplingMaps(self.shape, self.model_)
+        self._signals = StopSignals(self.stop_.error_window, probes=self.probe_fraction > 0)
         self._rng = np.random.default_rng(seed)
-        n = H * W
-        self._n = n
-        self._measured = np.zeros((H, W), bool)
-        self._pending = np.zeros((H, W), bool)
-        self._excluded = np.zeros((H, W), bool)
-        self._values = np.full((H, W), np.nan)
-        self._recon = np.full((H, W), np.nan)
-        self._dist = np.full((H, W), np.inf, dtype=np.float32)
-        self._nearest = np.full((H, W), -1, dtype=np.int64)
-        self._erd = np.zeros((H, W), dtype=np.float32)
-        self._order: list[np.ndarray] = []
-        self._n_measured = 0
-        self._initial_queue: np.ndarray | None = None
-        self._ready = False
-        self._scale = 1.0
-        self._offset = 0.0
-        self._erd_total0: float | None = None
-        self._errors: deque = deque(maxlen=self.stop_.error_window)
-        self._changes: deque = deque(maxlen=self.stop_.error_window)
-        self._errors2: deque = deque(maxlen=self.stop_.error_window)
-        self._pick_erd: deque = deque(maxlen=self.stop_.error_window)
-        # random probes (StopCriteria.probe_fraction): their own generator, so that the ERD picks
-        # and the initial pattern of a seed stay what they are without probes
+        # the probes' own generator, so that the ERD picks and the initial pattern of a seed stay
+        # what they are without probes
         self._probe_rng = np.random.default_rng(None if seed is None else [int(seed), 1])
         self._probe_credit = 0.0
+        self._pending = np.zeros((H, W), bool)
+        self._excluded = np.zeros((H, W), bool)
         self._probing = np.zeros((H, W), bool)
-        self._probe_errors2: deque = deque(maxlen=PROBE_WINDOW)
-        self._probe_var: deque = deque(maxlen=PROBE_WINDOW)  # reconstruction's local variance there
-        self._probe_n: deque = deque(maxlen=PROBE_WINDOW)  # points measured before the probe was told
-        self._batch_errors2: deque = deque(maxlen=DECAY_BATCHES)  # (points measured before, mean error2)
-        self._change_sum = 0.0
-        self._started: float | None = None
-        self._beam_time: float | None = None
+        self._initial_queue: np.ndarray | None = None
         self._stop_reason: str | None = None
         self.history_: list[dict] = []
         self.ask_times_: list[float] = []
         self.tell_times_: list[float] = []
 
-    # ------------------------------------------------------------------ public state
+    def __repr__(self) -> str:
+        model = self.model_.source.get("path", "untrained ERDNet").split("/")[-1]
+        args = [f"{self.shape}", f"model={model!r}", f"stop={self.stop_!r}"]
+        args += [f"{k}={getattr(self, k)!r}" for k, v in _DEFAULTS.items() if getattr(self, k) != v]
+        done = f", {self.stop_reason}" if self.done else ""
+        return f"Sampler({', '.join(args)})  # {self.n_measured} measured ({100 * self.fraction:.1f}%){done}"
+
     @property
     def done(self) -> bool:
-        """True once a stop rule fired or every pixel is measured."""
+        """True once a stop rule fired or nothing is left to ask for (every pixel measured or excluded)."""
         return self._stop_reason is not None
 
     @property
@@ -197,94 +176,72 @@ class Sampler:
     @property
     def fraction(self) -> float:
         """Measured fraction of the grid."""
-        return self._n_measured / self._n
+        return self._maps.n_measured / self._n
 
     @property
     def n_measured(self) -> int:
         """Number of measured pixels."""
-        return self._n_measured
+        return self._maps.n_measured
 
     @property
     def measured_mask(self) -> np.ndarray:
         """(H, W) bool copy: True where measured."""
-        return self._measured.copy()
+        return self._maps.measured.copy()
+
+    @property
+    def pending_points(self) -> np.ndarray:
+        """(n, 2) int array of the pixels asked for and not yet told (see `release`)."""
+        return np.argwhere(self._pending)
+
+    def probes_among(self, points) -> np.ndarray:
+        """(k,) bool: which of these pending points `ask` drew as random probes (``probe_fraction``)."""
+        pts = as_points(points, self.shape)
+        return self._probing[pts[:, 0], pts[:, 1]]
 
     @property
     def measured_points(self) -> np.ndarray:
         """(n, 2) int array of measured (row, col) in the order they were told."""
-        if not self._order:
-            return np.zeros((0, 2), np.int64)
-        return np.stack(np.divmod(np.concatenate(self._order), self.shape[1]), axis=1)
+        return np.stack(np.divmod(self._maps.measured_flat, self.shape[1]), axis=1)
 
     @property
     def measured_values(self) -> np.ndarray:
         """(n,) values matching `measured_points`."""
-        if not self._order:
-            return np.zeros(0)
-        return self._values.ravel()[np.concatenate(self._order)]
+        return self._maps.values.ravel()[self._maps.measured_flat]
 
     @property
     def reconstruction(self) -> np.ndarray:
         """(H, W) image estimate from all values told so far (NaN before any value)."""
-        if self._ready:
-            return self._recon.copy()
-        if self._n_measured == 0:
-            return np.full(self.shape, np.nan)
-        return reconstruct_linear(self.shape, self.measured_points, self.measured_values)
+        return self._maps.reconstruction()
 
     @property
     def distance(self) -> np.ndarray:
-        """(H, W) distance of each pixel to the nearest measured pixel (inf before any is told)."""
-        return self._dist.copy()
+        """(H, W) distance of each pixel to the nearest measured pixel (inf before the initial pattern is told)."""
+        return self._maps.distance.copy()
 
     @property
     def intensity_scale(self) -> float:
         """Spread (1st to 99th percentile) of the initial measurements; the unit of ERD and errors."""
-        return self._scale
+        return self._maps.scale
 
     @property
     def erd(self) -> np.ndarray:
         """(H, W) predicted ERD; 0 at measured pixels and before the initial pattern is told."""
-        return self._erd.copy()
+        return self._maps.erd.copy()
 
     @property
     def signals(self) -> dict:
-        """Current values of the stop signals.
+        """Current values of the stop signals (see `steering.signals.StopSignals.values`)."""
+        return self._signals.values(self._maps, self._n)
 
-        ``n_measured``, ``n_pixels``, ``fraction``; once defined: ``wall_time`` (s since the first
-        `ask`), ``beam_time`` (as last told), ``erd_total`` and ``erd_ratio`` (to its value after
-        the initial pattern), ``prediction_error`` and ``recon_change`` (running means over the
-        newest ``stop.error_window`` points, in units of `intensity_scale`), ``ssim_estimate``
-        (`estimate_ssim_at_probes` with random probes, else `estimate_ssim`).
-        """
-        s = {"n_measured": self._n_measured, "n_pixels": self._n, "fraction": self.fraction}
-        if self._started is not None:
-            s["wall_time"] = time.perf_counter() - self._started
-        if self._beam_time is not None:
-            s["beam_time"] = self._beam_time
-        if self._ready and self._erd_total0:
-            s["erd_total"] = float(self._erd.sum(dtype=np.float64))
-            s["erd_ratio"] = s["erd_total"] / self._erd_total0
-        if len(self._errors) == self._errors.maxlen:
-            s["prediction_error"] = float(np.mean(self._errors))
-        if len(self._changes) == self._changes.maxlen:
-            s["recon_change"] = float(np.mean(self._changes))
-        probes = self.stop_.probe_fraction > 0
-        if len(self._probe_errors2) >= MIN_PROBES if probes else len(self._errors2) == self._errors2.maxlen:
-            values = self._values[self._measured]
-            value_range = float(values.max() - values.min())
-            if probes:
-                n_before, batch_errors2 = np.asarray(self._batch_errors2).T
-                s["ssim_estimate"] = estimate_ssim_at_probes(
-                    self._probe_errors2, self._probe_var, self._probe_n, n_now=self._n_measured,
-                    fraction=self.fraction, value_range=value_range, decay=error_decay(n_before, batch_errors2))
-            else:
-                s["ssim_estimate"] = estimate_ssim(
-                    self._recon, self._measured, self._erd, error2=float(np.mean(self._errors2)),
-                    pick_erd=float(np.mean(self._pick_erd)), value_range=value_range)
-        return s
+    @property
+    def excluded_points(self) -> np.ndarray:
+        """(n, 2) int array of the pixels given to `exclude`."""
+        return np.argwhere(self._excluded)
 
-    # ------------------------------------------------------------------ ask / tell
+    def features_at(self, query: np.ndarray) -> np.ndarray:
+        """Feature matrix of unmeasured pixels ``query`` (flat indices), from all measurements."""
+        return self._maps.features_at(query)
+
     def ask(self, n: int | None = None, *, start=None) -> np.ndarray:
         """Next points to measure, in a travel-efficient order.
 
@@ -300,26 +257,19 @@ class Sampler:
         (k, 2) int64 array of (row, col), k <= n; (0, 2) once `done`.
         """
         t0 = time.perf_counter()
-        if self._started is None:
-            self._started = t0
+        self._signals.start_clock()
         if n is not None and (int(n) != n or n < 1):
             raise ValueError(f"n must be an integer >= 1, got {n}")
         if start is not None:
             start = np.asarray(start, dtype=np.float64)
             if start.shape != (2,) or not np.all(np.isfinite(start)):
                 raise ValueError(f"start must be a finite (row, col) pair, got {start!r}")
-        empty = np.zeros((0, 2), np.int64)
-        if self.done:
-            return empty
-        budget = self.stop_.point_budget(self._n) - self._n_measured - int(self._pending.sum())
-        if budget <= 0:
-            return empty
-        if not self._ready:
-            flat = self._ask_initial(n)
-            if flat is None:
-                return empty
-        else:
-            flat = self._ask_adaptive(min(n or self.batch_size_, budget))
+        budget = self.stop_.point_budget(self._n) - self.n_measured - int(self._pending.sum())
+        if self.done or budget <= 0:
+            return np.zeros((0, 2), np.int64)
+        flat = self._ask_initial(n) if not self._maps.ready else self._ask_adaptive(min(n or self.batch_size_, budget))
+        if flat is None:
+            return np.zeros((0, 2), np.int64)
         flat = flat[:budget]
         pts = np.stack(np.divmod(flat, self.shape[1]), axis=1).astype(np.int64)
         pts = pts[order_route(pts, start)]
@@ -327,7 +277,7 @@ class Sampler:
         self.ask_times_.append(time.perf_counter() - t0)
         return pts
 
-    def tell(self, points, values, *, failed=None, beam_time: float | None = None) -> None:
+    def tell(self, points, values, *, failed=None, beam_time: float | None = None, probes=None) -> None:
         """Report measured values.
 
         Parameters
@@ -342,111 +292,122 @@ class Sampler:
         beam_time : float, optional
             Seconds of beam time the scan has spent so far (moves and exposures), for the
             ``max_beam_time`` limit.
+        probes : (k,) bool array, optional
+            Which points were random probes; default: those `ask` gave as probes. Only needed when
+            rebuilding a scan with ``probe_fraction`` > 0 from stored data.
         """
         t0 = time.perf_counter()
-        pts = _as_points(points, self.shape)
+        pts = as_points(points, self.shape)
+        k = len(pts)
         vals = np.asarray(values, dtype=np.float64)
-        if vals.shape != (len(pts),):
-            raise ValueError(f"values must have shape ({len(pts)},) to match points, got {vals.shape}")
-        fail = np.zeros(len(pts), bool) if failed is None else np.asarray(failed, dtype=bool)
-        if fail.shape != (len(pts),):
-            raise ValueError(f"failed must have shape ({len(pts)},) to match points, got {fail.shape}")
-        if beam_time is not None:
-            if not (np.isfinite(beam_time) and beam_time >= 0):
-                raise ValueError(f"beam_time must be a finite number >= 0, got {beam_time}")
-            self._beam_time = float(beam_time)
+        if vals.shape != (k,):
+            raise ValueError(f"values must have shape ({k},) to match points, got {vals.shape}")
+        fail = np.zeros(k, bool) if failed is None else np.asarray(failed, dtype=bool)
+        if fail.shape != (k,):
+            raise ValueError(f"failed must have shape ({k},) to match points, got {fail.shape}")
+        if beam_time is not None and not (np.isfinite(beam_time) and beam_time >= 0):
+            raise ValueError(f"beam_time must be a finite number >= 0, got {beam_time}")
         bad = ~np.isfinite(vals) & ~fail
         if bad.any():
             raise ValueError(
                 f"non-finite values at points {pts[bad][:5].tolist()}: mark failed measurements with failed=..."
             )
         flat = pts[:, 0] * self.shape[1] + pts[:, 1]
-        if len(np.unique(flat)) != len(flat):
+        if len(np.unique(flat)) != k:
             raise ValueError("points contains duplicates")
-        again = self._measured.ravel()[flat]
+        again = self._maps.measured.ravel()[flat]
         if again.any():
             raise ValueError(f"points already measured: {pts[again][:5].tolist()}")
+        if probes is not None and np.shape(probes) != (k,):
+            raise ValueError(f"probes must have shape ({k},) to match points, got {np.shape(probes)}")
+        if beam_time is not None:
+            self._signals.beam_time = float(beam_time)
+        probed = (self._probing.ravel()[flat] if probes is None else np.asarray(probes, dtype=bool)) & ~fail
         self._pending.ravel()[flat] = False
-        probed = self._probing.ravel()[flat] & ~fail
         self._probing.ravel()[flat] = False
-        if fail.any() and not self._ready and self._initial_queue is not None:
+        if fail.any() and not self._maps.ready and self._initial_queue is not None:
             # the initial pattern goes on without a point that failed; it stays a candidate for later
             self._initial_queue = self._initial_queue[~np.isin(self._initial_queue, flat[fail])]
-        ok = ~fail
-        flat, vals, probed = flat[ok], vals[ok], probed[ok]
-        if len(flat) == 0:
-            return
-        if self._ready:
-            predicted = self._recon.ravel()[flat]
-            surprise = np.abs(predicted - vals) / self._scale
-            self._errors.extend(surprise.tolist())
-            self._errors2.extend(((predicted - vals) ** 2).tolist())
-            self._pick_erd.extend(self._erd.ravel()[flat].astype(np.float64).tolist())
-            self._batch_errors2.append((self._n_measured, float(np.mean((predicted - vals) ** 2))))
-            if probed.any():
-                rows, cols = np.divmod(flat[probed], self.shape[1])
-                self._probe_errors2.extend(((predicted[probed] - vals[probed]) ** 2).tolist())
-                self._probe_var.extend(local_variance(self._recon, rows, cols).tolist())
-                self._probe_n.extend([self._n_measured] * int(probed.sum()))
-        self._values.ravel()[flat] = vals
-        self._measured.ravel()[flat] = True
-        self._order.append(flat)
-        self._n_measured += len(flat)
-        if self._ready:
-            self._change_sum = float(surprise.sum())
-            self._update(flat)
-            # how much the whole image moved per new point: the distortion reduction actually realised
-            self._changes.extend([self._change_sum / len(flat)] * len(flat))
-        elif (self._initial_queue is not None and len(self._initial_queue) == 0 and not self._pending.any()) or (
-            self._n_measured >= self._n_initial()
-        ):
-            self._initial_queue = np.zeros(0, np.int64)
-            self._rebuild()
-        signals = self.signals  # one pass over the ERD map serves the stop check and the history
-        if self._stop_reason is None:
-            self._stop_reason = self.stop_.check(signals)
-        if self._ready:
-            dt = time.perf_counter() - t0
-            self.tell_times_.append(dt)
-            self.history_.append({**signals, "tell_time": dt, "stop_reason": self._stop_reason})
+        flat, vals, probed = flat[~fail], vals[~fail], probed[~fail]
+        if len(flat):
+            self._record(flat, vals, probed)
+            signals = self.signals  # one pass over the ERD map serves the stop check and the history
+            if self._stop_reason is None:
+                self._stop_reason = self.stop_.check(signals)
+            if self._maps.ready:
+                dt = time.perf_counter() - t0
+                self.tell_times_.append(dt)
+                self.history_.append({**signals, "tell_time": dt, "stop_reason": self._stop_reason})
+        self._check_exhausted()
 
     def exclude(self, points) -> None:
         """Never ask for these pixels again (e.g. where the instrument keeps failing).
 
-        Excluded pixels stay unmeasured: the reconstruction interpolates them like any other. If
-        only excluded pixels are left to measure, `ask` returns an empty batch.
+        They stay unmeasured (interpolated like any other); once only they are left, the sampler is `done`.
         """
-        pts = _as_points(points, self.shape)
+        pts = as_points(points, self.shape)
         self._excluded[pts[:, 0], pts[:, 1]] = True
+        self._check_exhausted()
 
-    @property
-    def excluded_points(self) -> np.ndarray:
-        """(n, 2) int array of the pixels given to `exclude`."""
-        return np.argwhere(self._excluded)
+    def release(self, points=None) -> None:
+        """Forget that asked points are pending, so that they can be asked for again.
 
-    # ------------------------------------------------------------------ internals
-    def _n_initial(self) -> int:
-        return max(1, int(round(self.initial_fraction * self._n)))
+        For points that were asked for but will not be measured: the rest of a batch when a scan
+        is stopped, or a batch a caller drops. ``points`` default to every pending point.
+        """
+        released = self._pending.copy() if points is None else np.zeros(self.shape, bool)
+        if points is not None:
+            released[tuple(as_points(points, self.shape).T)] = True
+        self._pending &= ~released
+        self._probing &= ~released
+        self._check_exhausted()
+
+    def _record(self, flat: np.ndarray, vals: np.ndarray, probed: np.ndarray) -> None:
+        """Tell the maps and the stop signals about successful measurements at ``flat``."""
+        maps = self._maps
+        if not maps.ready:
+            maps.add(flat, vals)
+            if (self._initial_queue is not None and len(self._initial_queue) == 0 and not self._pending.any()) or (
+                    maps.n_measured >= max(1, int(round(self.initial_fraction * self._n)))):
+                self._initial_queue = np.zeros(0, np.int64)
+                self._build()
+            return
+        rows, cols = np.divmod(flat[probed], self.shape[1])
+        surprise = self._signals.record_errors(
+            maps.recon.ravel()[flat], vals, maps.erd.ravel()[flat], scale=maps.scale, n_before=maps.n_measured,
+            probe_var=local_variance(maps.recon, rows, cols), probed=probed)
+        change = maps.add(flat, vals)
+        self._signals.record_change(surprise + change, len(flat))
+
+    def _build(self) -> None:
+        self._maps.build()
+        self._signals.set_reference(float(self._maps.erd.sum(dtype=np.float64)))
+
+    def _check_exhausted(self) -> None:
+        if self._stop_reason is None and not self._pending.any() and (self._maps.measured | self._excluded).all():
+            n_excluded = int((self._excluded & ~self._maps.measured).sum())
+            self._stop_reason = f"nothing left to measure: {n_excluded} pixels excluded, every other one measured"
 
     def _ask_initial(self, n: int | None) -> np.ndarray | None:
+        measured = self._maps.measured
         if self._initial_queue is None:
-            want = self._n_initial() - self._n_measured
-            pts = initial_pattern(self.shape, want, kind=self.initial_pattern, rng=self._rng, exclude=self._measured)
+            want = max(1, int(round(self.initial_fraction * self._n))) - self.n_measured
+            pts = initial_pattern(self.shape, want, kind=self.initial_pattern, rng=self._rng, exclude=measured)
             self._initial_queue = pts[:, 0] * self.shape[1] + pts[:, 1]
-        taken = (self._pending | self._measured | self._excluded).ravel()[self._initial_queue]
+        taken = (self._pending | measured | self._excluded).ravel()[self._initial_queue]
         queue = self._initial_queue[~taken]  # a failed point of the pattern is asked again, no other
         if len(queue) == 0:
-            if self._n_measured == 0 or self._pending.any():
+            if self.n_measured == 0 or self._pending.any():
                 return None
-            self._rebuild()
+            self._build()
             return self._ask_adaptive(n or self.batch_size_)
         return queue if n is None else queue[:n]
 
     def _ask_adaptive(self, n: int) -> np.ndarray:
-        cand_mask = ~(self._measured | self._pending | self._excluded)
-        if self.stop_.probe_fraction > 0 and cand_mask.any():
+        cand_mask = ~(self._maps.measured | self._pending | self._excluded)
+        if self.probe_fraction > 0 and cand_mask.any():
             # whole probes per batch, the fractions carried over, so small batches probe too
-            self._probe_credit += self.stop_.probe_fraction * n
+            self._probe_credit += self.probe_fraction * n
             k = min(int(self._probe_credit), n, int(cand_mask.sum()))
             if k > 0:
                 self._probe_credit -= k
@@ -456,115 +417,7 @@ class Sampler:
                 return np.concatenate([probes, self._ask_by_erd(cand_mask, n - k)])
         return self._ask_by_erd(cand_mask, n)
 
-    def _ask_by_erd(self, cand_mask: np.ndarray, n: int) -> np.ndarray:
-        cand = np.flatnonzero(cand_mask)
-        if len(cand) == 0 or n <= 0:
-            return np.zeros(0, np.int64)
-        dist = self._dist.ravel()[cand]
-        erd = self._erd.ravel()[cand] / dist**self.distance_discount
-        pool = min(len(cand), 40 * n)
-        if pool < len(cand):
-            top = np.argpartition(-erd, pool - 1)[:pool]
-            cand, erd, dist = cand[top], erd[top], dist[top]
-        W = self.shape[1]
-        coords = np.stack(np.divmod(cand, W), axis=1)
-        blockers = None
-        if self._pending.any():
-            pf = np.flatnonzero(self._pending)
-            pr, pc = np.divmod(pf, W)
-            rad = np.maximum(1.0, self.suppression * self._dist.ravel()[pf])
-            blockers = np.column_stack([pr, pc, rad])
-        picks = select_spread(erd, dist, coords, n, suppression=self.suppression, blockers=blockers)
-        if len(picks) < n:
-            # The pool ran dry under suppression: fill from the remaining candidates by ERD.
-            rest = np.setdiff1d(np.flatnonzero(cand_mask), cand[picks], assume_unique=True)
-            score = self._erd.ravel()[rest] / self._dist.ravel()[rest] ** self.distance_discount
-            extra = rest[np.argsort(-score, kind="stable")[: n - len(picks)]]
-            return np.concatenate([cand[picks], extra])
-        return cand[picks]
+    def _ask_by_erd(self, candidates: np.ndarray, n: int) -> np.ndarray:
+        return select_by_erd(self._maps.erd, self._maps.distance, candidates, n, pending=self._pending,
+                             suppression=self.suppression, distance_discount=self.distance_discount)
 
-    def _rebuild(self) -> None:
-        """Build the maps for the whole grid from all measurements."""
-        if self._n_measured == 0:
-            return
-        vals = self._values.ravel()[np.concatenate(self._order)]
-        if not self._ready:
-            lo, hi = np.percentile(vals, [1, 99])
-            spread = float(hi - lo)
-            self._scale = spread if spread > 0 else (float(np.abs(vals).max()) or 1.0)
-            self._offset = float(lo) / self._scale
-        dist, (ir, ic) = distance_transform_edt(~self._measured, return_indices=True)
-        self._dist[:] = dist
-        self._nearest[:] = ir * self.shape[1] + ic
-        self._refresh(np.flatnonzero(~self._measured), np.flatnonzero(self._measured), local=False)
-        self._recon.ravel()[self._measured.ravel()] = self._values.ravel()[self._measured.ravel()]
-        self._erd[self._measured] = 0.0
-        self._ready = True
-        if self._erd_total0 is None:
-            self._erd_total0 = float(self._erd.sum(dtype=np.float64)) or None
-
-    def _update(self, new: np.ndarray) -> None:
-        """Refresh the maps around newly measured pixels ``new`` (flat indices)."""
-        H, W = self.shape
-        rows, cols = np.divmod(new, W)
-        inner = np.zeros((H, W), bool)
-        outer = np.zeros((H, W), bool)
-        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
-            d0 = float(self._dist[r, c])
-            w = int(math.ceil(d0)) + 1
-            rho = float(self._dist[max(r - w, 0) : r + w + 1, max(c - w, 0) : c + w + 1].max())
-            r_in = int(math.ceil(_CHANGED_RADIUS * rho)) + 2
-            r_out = r_in + int(math.ceil(_MARGIN_RADIUS * rho)) + 1
-            inner[max(r - r_in, 0) : r + r_in + 1, max(c - r_in, 0) : c + r_in + 1] = True
-            outer[max(r - r_out, 0) : r + r_out + 1, max(c - r_out, 0) : c + r_out + 1] = True
-        if inner.sum() > _GLOBAL_REBUILD_SHARE * self._n:
-            self._rebuild()
-            return
-        self._recon.ravel()[new] = self._values.ravel()[new]
-        self._dist.ravel()[new] = 0.0
-        self._nearest.ravel()[new] = new
-        self._erd.ravel()[new] = 0.0
-        self._refresh(np.flatnonzero(inner & ~self._measured), np.flatnonzero(outer & self._measured), local=True)
-
-    def _refresh(self, query: np.ndarray, points: np.ndarray, *, local: bool) -> None:
-        """Recompute reconstruction, (local: distance) and ERD at unmeasured pixels ``query``."""
-        if len(query) == 0:
-            return
-        recon, feats = self._reconstruct_and_featurise(query, points, update_distance=local)
-        if self._ready:
-            change = np.abs(recon - self._recon.ravel()[query] / self._scale)
-            self._change_sum += float(change[np.isfinite(change)].sum())
-        self._recon.ravel()[query] = recon * self._scale
-        self._erd.ravel()[query] = self.model_.predict_erd(feats)
-
-    def features_at(self, query: np.ndarray) -> np.ndarray:
-        """Feature matrix of unmeasured pixels ``query`` (flat indices), from all measurements."""
-        return self._reconstruct_and_featurise(query, np.flatnonzero(self._measured), update_distance=False)[1]
-
-    def _reconstruct_and_featurise(self, query, points, *, update_distance: bool):
-        """Linear reconstruction (in scaled units) and features at ``query`` from measured ``points``.
-
-        With ``update_distance`` the distance and nearest-measurement maps at ``query`` are first
-        recomputed from ``points`` (which must include every measurement near the query pixels).
-        """
-        W = self.shape[1]
-        pts = np.stack(np.divmod(points, W), axis=1).astype(np.float64)
-        vals = self._values.ravel()[points] / self._scale
-        q = np.stack(np.divmod(query, W), axis=1).astype(np.float64)
-        if update_distance:
-            d, i = cKDTree(pts).query(q)
-            self._dist.ravel()[query] = d
-            self._nearest.ravel()[query] = points[i]
-        mp, mv = mirror_for_thin_grid(pts, vals, self.shape)
-        tri = triangulate(mp)
-        if tri is not None:
-            recon, simplex = interpolate_linear(tri, mv, q)
-            tri_feats = triangle_features(tri, mv)
-        else:
-            recon, simplex, tri_feats = np.full(len(q), np.nan), np.full(len(q), -1), None
-        nearest_val = self._values.ravel()[self._nearest.ravel()[query]] / self._scale
-        outside = ~np.isfinite(recon)
-        recon[outside] = nearest_val[outside]
-        d = self._dist.ravel()[query].astype(np.float64)
-        feats = pixel_features(d, simplex, tri_feats, recon, nearest_val, self._offset)
-        return recon, feats

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["select_spread"]
+__all__ = ["select_spread", "select_by_erd"]
 
 
 def select_spread(
@@ -60,3 +60,55 @@ def select_spread(
         rad = max(1.0, suppression * float(distance[order[i]]))
         alive &= (pts[:, 0] - pts[i, 0]) ** 2 + (pts[:, 1] - pts[i, 1]) ** 2 >= rad * rad
     return np.asarray(picks, dtype=np.int64)
+
+
+def select_by_erd(erd: np.ndarray, distance: np.ndarray, candidates: np.ndarray, n: int, *,
+                  pending: np.ndarray | None = None, suppression: float = 0.75,
+                  distance_discount: float = 0.0) -> np.ndarray:
+    """The next batch of a grid: up to ``n`` candidate pixels by ERD, spread by `select_spread`.
+
+    Parameters
+    ----------
+    erd, distance : (H, W) arrays
+        Predicted ERD and distance to the nearest measurement of every pixel.
+    candidates : (H, W) bool array
+        Pixels that may be picked.
+    n : int
+        Batch size.
+    pending : (H, W) bool array, optional
+        Pixels asked for and not yet measured: they suppress their surroundings as picks do.
+    suppression : float
+        See `select_spread`.
+    distance_discount : float
+        Candidates are ranked by ``erd / distance ** distance_discount``.
+
+    Returns
+    -------
+    (k,) int array
+        Flat indices of the picks, best first; ``k <= n``. Where suppression leaves fewer than
+        ``n`` candidates, the rest are filled by rank.
+    """
+    cand = np.flatnonzero(candidates)
+    if len(cand) == 0 or n <= 0:
+        return np.zeros(0, np.int64)
+    dist_map, erd_map = distance.ravel(), erd.ravel()
+    dist = dist_map[cand]
+    score = erd_map[cand] / dist**distance_discount
+    pool = min(len(cand), 40 * n)  # the top 40n by score hold the batch; spreading the rest costs time
+    if pool < len(cand):
+        top = np.argpartition(-score, pool - 1)[:pool]
+        cand, score, dist = cand[top], score[top], dist[top]
+    W = erd.shape[1]
+    coords = np.stack(np.divmod(cand, W), axis=1)
+    blockers = None
+    if pending is not None and pending.any():
+        pf = np.flatnonzero(pending)
+        pr, pc = np.divmod(pf, W)
+        blockers = np.column_stack([pr, pc, np.maximum(1.0, suppression * dist_map[pf])])
+    picks = select_spread(score, dist, coords, n, suppression=suppression, blockers=blockers)
+    if len(picks) < n:
+        rest = np.setdiff1d(np.flatnonzero(candidates), cand[picks], assume_unique=True)
+        rest_score = erd_map[rest] / dist_map[rest] ** distance_discount
+        extra = rest[np.argsort(-rest_score, kind="stable")[: n - len(picks)]]
+        return np.concatenate([cand[picks], extra])
+    return cand[picks]

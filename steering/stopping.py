@@ -7,11 +7,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numpy as np
-from scipy.ndimage import uniform_filter
-
-__all__ = ["StopCriteria", "DATA_RULES", "RISING_RULES", "LIMITS", "estimate_ssim", "estimate_ssim_at_probes",
-           "error_decay", "local_variance"]
+__all__ = ["StopCriteria", "DATA_RULES", "RISING_RULES", "LIMITS"]
 
 #: Rules that watch a signal of the scan and fire when it reaches their threshold.
 DATA_RULES = ("erd_ratio", "prediction_error", "recon_change", "ssim_estimate")
@@ -19,102 +15,10 @@ DATA_RULES = ("erd_ratio", "prediction_error", "recon_change", "ssim_estimate")
 RISING_RULES = frozenset({"ssim_estimate"})
 #: Hard limits: each ends the scan on its own, whatever ``combine`` says.
 LIMITS = ("max_fraction", "max_points", "max_wall_time", "max_beam_time")
-_C2 = 0.03**2  # SSIM's contrast constant on data range 1
 
 
 def _reached(rule: str, value: float, threshold: float) -> bool:
     return value >= threshold if rule in RISING_RULES else value <= threshold
-
-
-def estimate_ssim(reconstruction: np.ndarray, measured: np.ndarray, erd: np.ndarray, *, error2: float,
-                  pick_erd: float, value_range: float, window: int = 7, max_pixels: int = 256 * 256) -> float:
-    """The SSIM a reconstruction is estimated to have against the full scan, without the full scan.
-
-    Measured pixels are exact; at an unmeasured pixel the squared error is taken as the running mean
-    squared prediction error ``error2`` (measured at the newest points just before they were told)
-    scaled by the pixel's ERD relative to the mean ERD the newest points had when picked
-    (``pick_erd``): the ERD is an expected reduction of squared error, which measuring a pixel
-    removes first of all at the pixel itself, and the sampler picks where it is largest, so the raw
-    running error overstates the error elsewhere. Per window (as SSIM computes it, on the image
-    scaled to ``value_range`` = 1), with the full scan = reconstruction + error, the structure term
-    is ``(2 var + C2) / (2 var + mse + C2)``; the estimate is its mean. Grids above ``max_pixels``
-    are strided first, to keep this cheap. With random probes, `estimate_ssim_at_probes` does better.
-    """
-    if not (value_range > 0 and error2 >= 0 and pick_erd > 0):
-        return float("nan")
-    stride = max(1, int(math.ceil(math.sqrt(reconstruction.size / max_pixels))))
-    recon = reconstruction[::stride, ::stride] / value_range
-    unmeasured = ~measured[::stride, ::stride]
-    mse_map = np.where(unmeasured, erd[::stride, ::stride].astype(np.float64), 0.0)
-    mse_map *= error2 / (pick_erd * value_range**2)
-    mean = uniform_filter(recon, window)
-    var = np.clip(uniform_filter(recon * recon, window) - mean * mean, 0.0, None)
-    mse = uniform_filter(mse_map, window)
-    return float(np.mean((2 * var + _C2) / (2 * var + mse + _C2)))
-
-
-def estimate_ssim_at_probes(error2, local_var, n_at, *, n_now: int, fraction: float, value_range: float,
-                            decay: float = 0.0) -> float:
-    """The SSIM estimated from prediction errors at uniformly random probes (``probe_fraction``).
-
-    Each probe stands for its own SSIM window: its squared prediction error ``error2`` (measured
-    just before it was told) as the window's mean squared error, less the share ``fraction`` of
-    the window already measured, and ``local_var``, the variance of the reconstruction in the
-    7x7 window around it at that time. The estimate is the mean over probes of the structure term
-    ``(2 var + C2) / (2 var + mse + C2)`` on the image scaled to ``value_range`` = 1. Keeping the
-    error where it was found, rather than spreading a fitted error over the image, matters: the
-    error of an interpolation sits at a few edges, where the variance is high and it costs SSIM
-    little, and spreading it out would put it into flat windows where it costs most.
-
-    Errors shrink as points are added, so a probe measured at ``n_at`` points counts with its
-    squared error scaled by ``(n_now / n_at) ** -decay`` (`error_decay`).
-
-    Parameters
-    ----------
-    error2, local_var, n_at : 1-D arrays, one entry per probe
-    n_now : int
-        Points measured now.
-    fraction : float
-        Fraction of the grid measured now.
-    value_range : float
-        Spread of the measured values (the image's scale).
-    decay : float
-        Exponent of the power law the squared errors fall by.
-    """
-    error2 = np.asarray(error2, dtype=np.float64)
-    local_var = np.asarray(local_var, dtype=np.float64)
-    n_at = np.asarray(n_at, dtype=np.float64)
-    if len(error2) == 0 or not value_range > 0 or not (len(local_var) == len(n_at) == len(error2)):
-        return float("nan")
-    mse = (1.0 - fraction) * error2 * (n_now / np.maximum(n_at, 1.0)) ** (-decay) / value_range**2
-    var2 = 2.0 * local_var / value_range**2
-    return float(np.mean((var2 + _C2) / (var2 + mse + _C2)))
-
-
-def error_decay(n_measured, mean_error2, *, max_decay: float = 3.0) -> float:
-    """Exponent ``g`` of ``mean_error2 ~ n_measured ** -g``, fitted in log-log over recent batches.
-
-    ``n_measured`` and ``mean_error2`` hold, per batch, the points measured before it and the mean
-    squared prediction error of its points. Returns 0 with fewer than 5 usable batches; the fit is
-    clipped to ``[0, max_decay]``: the error of a scan that is filling in never grows.
-    """
-    n = np.asarray(n_measured, dtype=np.float64)
-    e2 = np.asarray(mean_error2, dtype=np.float64)
-    ok = (n > 0) & np.isfinite(e2) & (e2 > 0)
-    if ok.sum() < 5 or np.ptp(np.log(n[ok])) == 0:
-        return 0.0
-    slope = np.polyfit(np.log(n[ok]), np.log(e2[ok]), 1)[0]
-    return float(np.clip(-slope, 0.0, max_decay))
-
-
-def local_variance(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, window: int = 7) -> np.ndarray:
-    """Variance of ``image`` in the ``window`` x ``window`` square around each (row, col), cut at the edges."""
-    half = window // 2
-    out = np.empty(len(rows))
-    for i, (r, c) in enumerate(zip(rows, cols, strict=True)):
-        patch = image[max(r - half, 0): r + half + 1, max(c - half, 0): c + half + 1]
-        out[i] = patch.var()
-    return out
 
 
 @dataclass(frozen=True)
@@ -126,8 +30,9 @@ class StopCriteria:
     ``prediction_error``, ``recon_change`` fall as the image improves, ``ssim_estimate`` rises) each
     fire when their signal reaches their threshold;
     with ``combine="any"`` one of them suffices, with ``"all"`` every rule set must hold at the same
-    batch. None fires below ``min_fraction``. ``python -m steering.tune`` finds thresholds for a
-    target quality on past scans.
+    batch. None fires below ``min_fraction``. The criteria only say *when* a scan ends, never *where*
+    it measures (random probes for an unbiased SSIM estimate are a `Sampler` setting,
+    ``probe_fraction``). ``smart-scan-tune`` finds thresholds for a target quality on past scans.
 
     Parameters
     ----------
@@ -155,7 +60,8 @@ class StopCriteria:
         point; averaged over the newest ``error_window`` points) falls to this value.
     ssim_estimate : float or None
         Stop when the SSIM the reconstruction is estimated to have against the full scan rises to
-        this value (see `estimate_ssim`; no ground truth needed).
+        this value (no ground truth needed; see `steering.signals.estimate_ssim`, and
+        `steering.signals.estimate_ssim_at_probes` for a sampler with ``probe_fraction`` > 0).
     combine : {"any", "all"}
         Whether one data-driven rule suffices or all of those set must hold together.
     error_window : int
@@ -163,13 +69,6 @@ class StopCriteria:
         change) average over.
     min_fraction : float
         The data-driven rules never fire below this fraction.
-    probe_fraction : float
-        Share of each batch, in [0, 0.5], measured at uniformly random unmeasured pixels instead of
-        where the ERD is largest. ``ssim_estimate`` is then read off their prediction errors
-        (`estimate_ssim_at_probes`): the reconstruction's error where the sampler has not looked,
-        each in its own window. It comes close to the real SSIM (tuned for SSIM 0.90 on the shared
-        images, its threshold came out at 0.912), at the cost of those points' information (about
-        0.2 dB of PSNR at 0.1). Default 0: no probes.
     """
 
     max_fraction: float | None = 0.25
@@ -183,7 +82,6 @@ class StopCriteria:
     combine: str = "any"
     error_window: int = 200
     min_fraction: float = 0.02
-    probe_fraction: float = 0.0
 
     def __post_init__(self):
         if self.max_fraction is not None and not (0.0 < float(self.max_fraction) <= 1.0):
@@ -202,10 +100,12 @@ class StopCriteria:
             raise ValueError(f"combine must be 'any' or 'all', got {self.combine!r}")
         if int(self.error_window) != self.error_window or self.error_window < 1:
             raise ValueError(f"error_window must be an integer >= 1, got {self.error_window}")
-        if not (0.0 <= float(self.probe_fraction) <= 0.5):
-            raise ValueError(f"probe_fraction must be in [0, 0.5], got {self.probe_fraction}")
         if not (0.0 <= float(self.min_fraction) <= 1.0):
             raise ValueError(f"min_fraction must be in [0, 1], got {self.min_fraction}")
+
+    def __repr__(self) -> str:
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) != f.default]
+        return f"StopCriteria({', '.join(changed)})"
 
     def point_budget(self, n_pixels: int) -> int:
         """Largest number of measured points the caps allow on a grid of ``n_pixels``."""
@@ -274,6 +174,9 @@ class StopCriteria:
     def from_dict(cls, d: dict) -> StopCriteria:
         """Build from a dict; unknown keys raise ValueError naming them."""
         known = {f.name for f in fields(cls)}
+        if "probe_fraction" in d:
+            raise ValueError("probe_fraction is a Sampler setting now, not a stop criterion (it changes where a scan "
+                             "measures): pass it beside stop, e.g. sampler={'probe_fraction': 0.1, 'stop': {...}}")
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown StopCriteria fields: {sorted(unknown)} (known: {sorted(known)})")

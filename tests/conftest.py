@@ -30,15 +30,13 @@ def blobs():
 
 
 def run_to_end(sampler, truth, n=None):
-    """Drive a sampler on a known image until it is done; return the number of batches."""
-    batches = 0
-    while not sampler.done:
-        pts = sampler.ask(n)
-        if len(pts) == 0:
-            break
-        sampler.tell(pts, truth[pts[:, 0], pts[:, 1]])
-        batches += 1
-    return batches
+    """Drive a sampler on a known image until it is done (`steering.run`); return the number of batches."""
+    from steering import run
+
+    batches = []
+    run(sampler, lambda p: truth[p[:, 0], p[:, 1]], n=None if n is None else lambda s: n,
+        on_batch=lambda s, points, values: batches.append(len(points)))
+    return len(batches)
 
 
 @pytest.fixture(scope="session")

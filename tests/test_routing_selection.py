@@ -1,4 +1,7 @@
+import itertools
+
 import numpy as np
+import pytest
 
 from steering.routing import order_route, path_length, serpentine_order
 from steering.selection import select_spread
@@ -12,15 +15,18 @@ def test_route_is_a_short_permutation():
     assert sorted(order.tolist()) == list(range(50))
     routed = path_length(pts[order], start)
     assert routed < 0.6 * path_length(pts, start)  # random order is far longer
+    assert routed < path_length(pts[order_route(pts, start, max_passes=0)], start)  # 2-opt shortens the greedy tour
     # starts at (or next to) the point nearest the stage
     assert np.linalg.norm(pts[order[0]] - start) <= np.sort(np.linalg.norm(pts - start, axis=1))[2]
 
 
-def test_two_opt_removes_crossings():
-    # a zig-zag that greedy nearest neighbour gets wrong
-    pts = np.array([[0, 0], [0, 10], [1, 5], [10, 0], [10, 10], [11, 5]])
-    order = order_route(pts, [0, 0])
-    assert path_length(pts[order], [0, 0]) <= path_length(pts, [0, 0])
+def test_two_opt_finds_the_shortest_path_where_the_greedy_tour_does_not():
+    pts = np.array([[7, 17], [7, 16], [4, 9], [6, 4], [17, 16], [2, 18], [19, 5]])
+    start = np.array([0, 0])
+    shortest = min(path_length(pts[list(p)], start) for p in itertools.permutations(range(len(pts))))
+    greedy = path_length(pts[order_route(pts, start, max_passes=0)], start)
+    assert greedy > shortest + 3  # nearest neighbour alone crosses itself here
+    assert path_length(pts[order_route(pts, start)], start) == pytest.approx(shortest)
 
 
 def test_serpentine_for_large_batches():

@@ -48,18 +48,24 @@ def test_ask_never_returns_measured_pending_or_duplicates(blobs):
 
 
 def test_batch_is_spread_and_routed(blobs):
+    from steering.routing import order_route, path_length
+
     s = Sampler(blobs.shape, seed=0, batch_size=40, stop=StopCriteria(max_fraction=0.5))
     p0 = s.ask()
     s.tell(p0, blobs[p0[:, 0], p0[:, 1]])
     dist = s.distance
-    pts = s.ask(start=(63, 63))
+    start = np.array([63, 63])
+    pts = s.ask(start=start)
     d = np.linalg.norm(pts[:, None, :] - pts[None, :, :], axis=2) + np.eye(len(pts)) * 1e9
     radius = np.maximum(1.0, s.suppression * dist[pts[:, 0], pts[:, 1]])
     # no pick within the suppression radius of another (the larger of the two radii governs)
     assert np.all(d >= np.minimum(radius[:, None], radius[None, :]) - 1e-9)
-    # the route starts at the point nearest the given start among the batch's path ends
-    hop = np.linalg.norm(np.diff(pts, axis=0), axis=1).mean()
-    assert hop < 64
+    # routed: as short as the router makes it from the stage, less than half of a random order of the batch
+    routed = path_length(pts, start)
+    assert routed == pytest.approx(path_length(pts[order_route(pts, start)], start))
+    shuffled = [path_length(np.random.default_rng(k).permutation(pts), start) for k in range(20)]
+    assert routed < 0.5 * min(shuffled)
+    assert np.linalg.norm(pts[0] - start) <= np.sort(np.linalg.norm(pts - start, axis=1))[2]
 
 
 def test_tell_subset_and_unasked_points(blobs):
@@ -73,21 +79,68 @@ def test_tell_subset_and_unasked_points(blobs):
     assert s.measured_mask[extra[:, 0], extra[:, 1]].all()
 
 
-def test_failed_points_are_reaskable(blobs):
-    s = Sampler(blobs.shape, seed=0, stop=StopCriteria(max_fraction=0.5))
+def test_failed_points_are_reaskable():
+    truth = np.random.default_rng(0).random((12, 12))
+    s = Sampler(truth.shape, seed=0, stop=StopCriteria(max_fraction=1.0))
     p0 = s.ask()
-    s.tell(p0, blobs[p0[:, 0], p0[:, 1]])
+    s.tell(p0, truth[p0[:, 0], p0[:, 1]])
     pts = s.ask()
-    vals = blobs[pts[:, 0], pts[:, 1]].copy()
+    vals = truth[pts[:, 0], pts[:, 1]].copy()
     vals[0] = np.nan
     failed = np.zeros(len(pts), bool)
     failed[0] = True
     s.tell(pts, vals, failed=failed)
-    assert not s.measured_mask[pts[0, 0], pts[0, 1]]
+    bad = tuple(pts[0])
+    assert not s.measured_mask[bad] and bad not in {tuple(p) for p in s.pending_points.tolist()}
     assert np.isfinite(s.reconstruction).all()
-    later = np.vstack([s.ask(len(pts)) for _ in range(3)])
-    # a failed pixel is a candidate again (not pending, not measured)
-    assert not s._pending[pts[0, 0], pts[0, 1]] or any((later == pts[0]).all(axis=1))
+    run_to_end(s, truth)  # a full scan can only end if the failed pixel is asked for again
+    assert s.done and s.fraction == 1.0 and s.measured_mask[bad]
+
+
+def test_done_once_only_excluded_pixels_are_left():
+    """The README's loop ends when what is left cannot be asked for (it spun for ever before)."""
+    truth = np.random.default_rng(0).random((12, 12))
+    s = Sampler(truth.shape, seed=0, stop=StopCriteria(max_fraction=1.0))
+    s.exclude([[5, 7]])
+    rounds = 0
+    while not s.done and rounds < 500:
+        pts = s.ask()
+        s.tell(pts, truth[pts[:, 0], pts[:, 1]])
+        rounds += 1
+    assert s.done and rounds < 500
+    assert s.n_measured == 143 and "1 pixels excluded" in s.stop_reason
+    assert s.ask().shape == (0, 2)
+    # excluding the last candidates ends a scan as well, without another tell
+    s = Sampler((4, 4), seed=0, stop=StopCriteria(max_fraction=1.0))
+    pts = s.ask()
+    s.tell(pts, np.ones(len(pts)))
+    rest = np.argwhere(~s.measured_mask)
+    assert not s.done
+    s.exclude(rest)
+    assert s.done and f"{len(rest)} pixels excluded" in s.stop_reason
+
+
+def test_release_makes_pending_points_askable_again(blobs):
+    s = Sampler(blobs.shape, seed=0, batch_size=30, stop=StopCriteria(max_fraction=0.5))
+    p0 = s.ask()
+    s.tell(p0, blobs[p0[:, 0], p0[:, 1]])
+    first = s.ask()
+    assert len(s.pending_points) == 30
+    s.release(first[:10])
+    assert len(s.pending_points) == 20
+    s.release()
+    assert len(s.pending_points) == 0
+    again = s.ask()  # the same maps, nothing pending: the same picks
+    assert {tuple(p) for p in again.tolist()} == {tuple(p) for p in first.tolist()}
+
+
+def test_repr_shows_the_settings():
+    s = Sampler((32, 48), seed=3, batch_size=20, probe_fraction=0.1, stop=StopCriteria(max_fraction=0.3))
+    text = repr(s)
+    assert text.startswith("Sampler((32, 48), model='default.safetensors', stop=StopCriteria(max_fraction=0.3)")
+    for setting in ("batch_size=20", "seed=3", "probe_fraction=0.1", "0 measured (0.0%)"):
+        assert setting in text
+    assert "suppression" not in text  # defaults are left out
 
 
 def test_local_updates_match_full_reconstruction(blobs):

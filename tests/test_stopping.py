@@ -8,16 +8,9 @@ import pytest
 
 from steering import Sampler, StopCriteria
 from steering.metrics import ssim
-from steering.stopping import (
-    DATA_RULES,
-    LIMITS,
-    RISING_RULES,
-    error_decay,
-    estimate_ssim,
-    estimate_ssim_at_probes,
-    local_variance,
-)
-from steering.tune import evaluate, replay, tune
+from steering.signals import error_decay, estimate_ssim, estimate_ssim_at_probes, local_variance
+from steering.stopping import DATA_RULES, LIMITS, RISING_RULES
+from steering.tools.tune import evaluate, replay, tune
 
 
 def _signals(n=100, total=1000, **extra):
@@ -90,13 +83,20 @@ def test_status_reports_every_rule_that_is_set():
         ({"max_wall_time": 0}, "max_wall_time"),
         ({"max_beam_time": float("inf")}, "max_beam_time"),
         ({"erd_ratio": 1.5}, "erd_ratio"),
-        ({"probe_fraction": 0.6}, "probe_fraction"),
-        ({"probe_fraction": -0.1}, "probe_fraction"),
     ],
 )
 def test_bad_settings_name_the_setting(kwargs, message):
     with pytest.raises(ValueError, match=message):
         StopCriteria(**kwargs)
+
+
+def test_probes_are_a_sampler_setting_not_a_stop_criterion():
+    """Probes change where a scan measures; a stop criterion only says when it ends."""
+    with pytest.raises(ValueError, match="probe_fraction is a Sampler setting"):
+        StopCriteria.from_dict({"max_fraction": 0.3, "probe_fraction": 0.1})
+    for bad in (0.6, -0.1):
+        with pytest.raises(ValueError, match=r"probe_fraction must be in \[0, 0.5\]"):
+            Sampler((8, 8), probe_fraction=bad)
 
 
 def test_json_round_trip_and_clear_errors(tmp_path):
@@ -244,8 +244,8 @@ def test_local_variance_is_the_window_variance_cut_at_the_edges():
 
 def test_probes_are_random_points_seeded_and_counted(blobs):
     def run(probe_fraction, seed=2):
-        s = Sampler(blobs.shape, seed=seed, batch_size=20,
-                    stop=StopCriteria(max_fraction=0.3, probe_fraction=probe_fraction, error_window=60))
+        s = Sampler(blobs.shape, seed=seed, batch_size=20, probe_fraction=probe_fraction,
+                    stop=StopCriteria(max_fraction=0.3, error_window=60))
         batches = []
         while not s.done:
             pts = s.ask()
@@ -261,10 +261,11 @@ def test_probes_are_random_points_seeded_and_counted(blobs):
     assert probed.n_measured == plain.n_measured  # probes come out of the batch, not on top of it
     # two probes in each full batch of 20 once the initial pattern is measured
     full_batches = sum(len(b) == 20 for b in probed_batches[1:])
-    assert 2 * full_batches <= len(probed._probe_errors2) <= 2 * full_batches + 1
-    assert len(probed._probe_var) == len(probed._probe_n) == len(probed._probe_errors2)
+    records, plain_records = probed._signals, plain._signals
+    assert 2 * full_batches <= len(records._probe_errors2) <= 2 * full_batches + 1
+    assert len(records._probe_var) == len(records._probe_n) == len(records._probe_errors2)
     assert not probed._probing.any()
-    assert len(plain._probe_errors2) == 0
+    assert len(plain_records._probe_errors2) == 0
     sig = probed.signals
     assert 0 < sig["ssim_estimate"] < 1
     # read off the probes, the estimate is close to the real SSIM (0.995 vs 0.993 here)
@@ -274,13 +275,18 @@ def test_probes_are_random_points_seeded_and_counted(blobs):
     assert len({tuple(p) for p in first_adaptive} & {tuple(p) for p in probed_batches[1]}) >= 15
 
 
-def test_tune_replays_with_probes_and_keeps_them_in_the_criteria(blobs):
+def test_tune_replays_with_probes_and_keeps_them_in_the_sampler_settings(blobs, tmp_path):
+    from plans.sampler_settings import make_sampler
+
     plain = replay(blobs, name="blobs", cap=0.2, seed=1)
     probed = replay(blobs, name="blobs", cap=0.2, seed=1, probe_fraction=0.1)
     assert not np.array_equal(plain.quality, probed.quality)  # probes change where the replay samples
     result = tune({"blobs": blobs}, metric="psnr", target=25.0, cap=0.3, progress=False, probe_fraction=0.1)
-    assert result.criteria.probe_fraction == 0.1
-    assert StopCriteria.from_json(result.criteria.to_json()).probe_fraction == 0.1
+    assert result.probe_fraction == 0.1
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps(result.sampler_settings()))
+    sampler = make_sampler(str(settings), (16, 16))  # the file the command writes, as smart_scan loads it
+    assert sampler.probe_fraction == 0.1 and sampler.stop_ == result.criteria
 
 
 @pytest.mark.parametrize("args, message", [
@@ -295,7 +301,7 @@ def test_tune_replays_with_probes_and_keeps_them_in_the_criteria(blobs):
 def test_tune_refuses_bad_settings_before_replaying_anything(tmp_path, capsys, args, message):
     import re
 
-    from steering.tune import main
+    from steering.tools.tune import main
 
     image = tmp_path / "ref.npy"
     np.save(image, np.random.default_rng(0).random((16, 16)))

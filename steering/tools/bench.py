@@ -25,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import load_image
-from .metrics import quality
-from .reconstruction import reconstruct_linear
-from .sampler import Sampler
-from .stopping import StopCriteria
+from ..images import load_image
+from ..loop import run
+from ..metrics import quality
+from ..reconstruction import reconstruct_linear
+from ..sampler import Sampler
+from ..stopping import StopCriteria
 
 __all__ = ["benchmark_images", "grid_points", "run_sampler", "run_learner2d", "decision_times", "main"]
 
@@ -43,7 +44,7 @@ def default_data_dir() -> Path:
     env = os.environ.get("STEERING_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def benchmark_images(data_dir: Path, *, full: bool = False) -> dict[str, np.ndarray]:
@@ -91,20 +92,21 @@ def run_sampler(truth: np.ndarray, fractions, *, seed: int = 0, model=None, batc
         truth.shape, model=model, stop=StopCriteria(max_fraction=max(targets)), seed=seed, batch_size=batch_size
     )
     out: dict = {"recon": {}}
-    k = 0
-    pos = None
-    while not s.done and k < len(targets):
-        budget = int(round(targets[k] * N)) - s.n_measured
-        pts = s.ask(min(budget, s.batch_size_) if s.n_measured else None, start=pos)
-        if len(pts) == 0:
-            break
-        s.tell(pts, truth[pts[:, 0], pts[:, 1]])
-        pos = pts[-1]
-        while k < len(targets) and s.n_measured >= int(round(targets[k] * N)):
-            out["recon"][targets[k]] = s.reconstruction
-            k += 1
-    for t in targets[k:]:
-        out["recon"][t] = s.reconstruction
+
+    def batch_size_to_next_target(s: Sampler) -> int | None:
+        # land exactly on each target fraction
+        target = next(int(round(t * N)) for t in targets if t not in out["recon"])
+        return min(target - s.n_measured, s.batch_size_) if s.n_measured else None
+
+    def record(s: Sampler, points, values) -> bool:
+        for t in targets:
+            if t not in out["recon"] and s.n_measured >= int(round(t * N)):
+                out["recon"][t] = s.reconstruction
+        return len(out["recon"]) == len(targets)
+
+    run(s, lambda p: truth[p[:, 0], p[:, 1]], n=batch_size_to_next_target, on_batch=record)
+    for t in targets:
+        out["recon"].setdefault(t, s.reconstruction)
     out["ask_times"] = np.asarray(s.ask_times_[1:] or [0.0])
     out["tell_times"] = np.asarray(s.tell_times_[1:] or [0.0])
     out["batch_size"] = s.batch_size_
@@ -162,7 +164,7 @@ def decision_times(
     The sample is a synthetic particle image of that shape. The state is reached by the initial
     pattern plus random points up to ``fraction``, then ``steps`` ask/tell rounds are timed.
     """
-    from .synthetic import synthetic_image
+    from ..synthetic import synthetic_image
 
     rng = np.random.default_rng(seed)
     side = max(shape)
@@ -206,7 +208,7 @@ def _fmt_table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     """Command-line entry point."""
-    ap = argparse.ArgumentParser(prog="python -m steering.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="smart-scan-bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--full", action="store_true", help="full-size scikit-image images and more fractions")
     ap.add_argument("--data", type=Path, default=None, help="image folder (default: $STEERING_DATA or ../shared/data)")
     ap.add_argument("--model", default=None, help="ERD model file (default: the shipped model)")
@@ -223,7 +225,7 @@ def main(argv=None) -> int:
     images = benchmark_images(args.data or default_data_dir(), full=args.full)
     if args.only:
         images = {k: v for k, v in images.items() if args.only in k}
-    from .erd import load_model
+    from ..erd import load_model
 
     model = load_model(args.model)
     rows: list[dict] = []

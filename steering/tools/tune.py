@@ -1,4 +1,4 @@
-"""Tune stopping criteria on reference images: ``python -m steering.tune``.
+"""Tune stopping criteria on reference images: ``smart-scan-tune`` (``python -m steering.tools.tune``).
 
 A scientist names a target quality (SSIM, PSNR or NRMSE against the full scan). The `Sampler` is
 replayed on reference images (full raster scans: image files, or arrays read back from a catalog),
@@ -7,9 +7,10 @@ signal. Because a stop rule only decides *when* the replay ends, never *where* i
 replay per image (up to the cap) tells when any threshold would have stopped it. For each rule the
 tool reports the signal's value where each image reached the target, the threshold that best
 stops every image there, and how far off that stop lands; it writes the best rule as a
-`StopCriteria` JSON file the plan loads, a figure and a short text report.
+JSON file of sampler settings (the rule and the probe share it holds for) the plan loads, a figure
+and a short text report.
 
-    python -m steering.tune IMAGES... --target ssim=0.90 [--cap 0.5] [--out stop.json]
+    smart-scan-tune IMAGES... --target ssim=0.90 [--cap 0.5] [--out stop.json]
         [--figure tune.png] [--report tune.txt] [--holdout IMAGES...] [--seed 0]
 
 IMAGES are files (TIFF/PNG/JPEG/NPY) or folders of them; ``--holdout`` images are not used to
@@ -30,11 +31,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from steering.erd import ERDNet, load_model
-from steering.images import as_image, load_image
-from steering.metrics import nrmse, psnr, ssim
-from steering.sampler import Sampler
-from steering.stopping import DATA_RULES, RISING_RULES, StopCriteria
+from ..erd import ERDNet, load_model
+from ..images import as_image, load_image
+from ..loop import run
+from ..metrics import nrmse, psnr, ssim
+from ..sampler import Sampler
+from ..stopping import DATA_RULES, RISING_RULES, StopCriteria
 
 __all__ = ["Trace", "RuleFit", "TuneResult", "replay", "replay_all", "tune", "evaluate", "find_images", "main"]
 
@@ -153,6 +155,8 @@ class TuneResult:
     targets : dict
         Fraction at which each tuning image reached the target (None: never).
     metric, target : str, float
+    probe_fraction : float
+        The sampler's share of random probes the replays ran with (the thresholds hold for it).
     """
 
     criteria: StopCriteria
@@ -162,6 +166,11 @@ class TuneResult:
     targets: dict[str, float | None]
     metric: str
     target: float
+    probe_fraction: float = 0.0
+
+    def sampler_settings(self) -> dict:
+        """The `Sampler` settings the thresholds hold for; ``smart_scan(sampler=...)`` takes them or their JSON file."""
+        return {"probe_fraction": self.probe_fraction, "stop": self.criteria.to_dict()}
 
 
 def replay(image, *, name: str = "image", metric: str = "ssim", cap: float = 0.5, seed: int | None = 0,
@@ -186,7 +195,7 @@ def replay(image, *, name: str = "image", metric: str = "ssim", cap: float = 0.5
     overshoot : float
         See ``target``.
     probe_fraction : float
-        `StopCriteria.probe_fraction` of the scans: random probes change where the replay samples.
+        `Sampler.probe_fraction` of the scans: random probes change where the replay samples.
     """
     image = as_image(image, what=name)
     if metric not in METRICS:
@@ -195,18 +204,16 @@ def replay(image, *, name: str = "image", metric: str = "ssim", cap: float = 0.5
         raise ValueError(f"cap must be in (0, 1], got {cap}")
     score, higher = METRICS[metric]
     reached_at = None
-    sampler = Sampler(image.shape, model=model, batch_size=batch_size, seed=seed,
-                      stop=StopCriteria(max_fraction=cap, min_fraction=0.0, probe_fraction=probe_fraction))
+    sampler = Sampler(image.shape, model=model, batch_size=batch_size, seed=seed, probe_fraction=probe_fraction,
+                      stop=StopCriteria(max_fraction=cap, min_fraction=0.0))
     fraction, quality = [], []
     signals: dict[str, list] = {rule: [] for rule in ("n_measured", *DATA_RULES)}
-    while not sampler.done:
-        points = sampler.ask()
-        if len(points) == 0:
-            break
-        sampler.tell(points, image[points[:, 0], points[:, 1]])
+
+    def record(sampler: Sampler, points, values) -> bool:
+        nonlocal reached_at
         recon = sampler.reconstruction
         if not np.all(np.isfinite(recon)):
-            continue
+            return False
         # the signals the stop check saw at this tell (computing them again costs a pass over the grid)
         current = sampler.history_[-1] if sampler.history_ else sampler.signals
         fraction.append(sampler.fraction)
@@ -217,8 +224,10 @@ def replay(image, *, name: str = "image", metric: str = "ssim", cap: float = 0.5
         if target is not None:
             if reached_at is None and (quality[-1] >= target if higher else quality[-1] <= target):
                 reached_at = sampler.fraction
-            if reached_at is not None and sampler.fraction >= overshoot * reached_at:
-                break
+            return reached_at is not None and sampler.fraction >= overshoot * reached_at
+        return False
+
+    run(sampler, lambda p: image[p[:, 0], p[:, 1]], on_batch=record)
     return Trace(name, image.shape, metric, np.asarray(fraction), np.asarray(quality),
                  {k: np.asarray(v, dtype=np.float64) for k, v in signals.items()}, float(cap))
 
@@ -238,8 +247,8 @@ def replay_all(references: dict[str, np.ndarray], *, jobs: int = 1, progress: bo
     bar = tqdm(total=len(work), desc=desc, unit="image", disable=not progress)
     traces = {}
     if jobs <= 1:
-        for name, job in work.items():
-            traces[name] = _replay_job(job)
+        for name, (image, kwargs) in work.items():
+            traces[name] = replay(image, **kwargs)  # in this process: its torch threads stay as they are
             bar.update()
     else:
         import multiprocessing
@@ -312,7 +321,8 @@ def check_settings(*, metric: str, target: float, cap: float, min_fraction: floa
         raise ValueError(f"cap must be in (0, 1], got {cap}")
     if not 0.0 <= float(min_fraction) < float(cap):
         raise ValueError(f"min_fraction must be in [0, cap={cap}), got {min_fraction}")
-    StopCriteria(probe_fraction=probe_fraction)  # its own check, before any replay
+    if not 0.0 <= float(probe_fraction) <= 0.5:
+        raise ValueError(f"probe_fraction must be in [0, 0.5], got {probe_fraction}")
     if int(jobs) != jobs or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs}")
     if model is not None and not isinstance(model, ERDNet):
@@ -343,8 +353,8 @@ def tune(references: dict[str, np.ndarray], *, metric: str = "ssim", target: flo
     jobs : int
         Processes replaying images side by side.
     probe_fraction : float
-        Share of each batch measured at random (`StopCriteria.probe_fraction`); kept in the
-        recommended criteria, since it changes where the scans sample.
+        Share of each batch measured at random (`Sampler.probe_fraction`); the thresholds hold only
+        for scans with the same share, so it is part of the result's `TuneResult.sampler_settings`.
 
     Returns
     -------
@@ -366,25 +376,26 @@ def tune(references: dict[str, np.ndarray], *, metric: str = "ssim", target: flo
     best = min(fits, key=lambda r: (fits[r].misses, fits[r].score, fits[r].worst))
     if fits[best].threshold is None:
         raise ValueError("no stop signal was defined at the targets")
-    criteria = StopCriteria(max_fraction=cap, min_fraction=min_fraction, probe_fraction=probe_fraction,
-                            **{best: fits[best].threshold})
-    return TuneResult(criteria, best, fits, traces, targets, metric, target)
+    criteria = StopCriteria(max_fraction=cap, min_fraction=min_fraction, **{best: fits[best].threshold})
+    return TuneResult(criteria, best, fits, traces, targets, metric, target, float(probe_fraction))
 
 
 def evaluate(criteria: StopCriteria, references: dict[str, np.ndarray], *, metric: str = "ssim",
              target: float = 0.9, seed: int | None = 0, model=None, batch_size: int | None = None,
-             progress: bool = True, traces: dict[str, Trace] | None = None, jobs: int = 1) -> list[dict]:
+             progress: bool = True, traces: dict[str, Trace] | None = None, jobs: int = 1,
+             probe_fraction: float = 0.0) -> list[dict]:
     """Apply ``criteria`` to references and compare where they stop with where the target was reached.
 
     Returns one row per image: ``image``, ``target_fraction`` (None if never reached in the replay),
-    ``stop_fraction``, ``error`` (relative), ``quality_at_stop``, ``reason``.
+    ``stop_fraction``, ``error`` (relative), ``quality_at_stop``, ``reason``. The replays use
+    ``probe_fraction`` (`Sampler.probe_fraction`) as the scans will.
     """
     cap = criteria.max_fraction or 1.0
     traces = dict(traces or {})
     missing = {name: image for name, image in references.items() if name not in traces}
     traces.update(replay_all(missing, jobs=jobs, progress=progress, desc="replaying held-out", metric=metric,
                              cap=cap, seed=seed, model=model, batch_size=batch_size, target=target,
-                             probe_fraction=criteria.probe_fraction))
+                             probe_fraction=probe_fraction))
     rows = []
     for name in references:
         trace = traces[name]
@@ -435,7 +446,7 @@ def format_report(result: TuneResult, holdout: list[dict] | None = None) -> str:
                          f"(target {result.targets[name]:.4f}, {100 * fit.errors[name]:+.1f}%)")
     op = ">=" if result.best in RISING_RULES else "<="
     lines += ["", f"Recommended: {result.best} {op} {result.fits[result.best].threshold:.4g}",
-              json.dumps(result.criteria.to_dict())]
+              json.dumps(result.sampler_settings())]
     if holdout:
         lines += ["", "Held-out images (not used for the thresholds):",
                   f"  {'image':36s} {'target':>8s} {'stop':>8s} {'error':>8s} {result.metric:>8s}  reason"]
@@ -501,7 +512,7 @@ def _parse_target(text: str) -> tuple[str, float]:
 
 def main(argv=None) -> int:
     """Command-line entry point."""
-    ap = argparse.ArgumentParser(prog="python -m steering.tune", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="smart-scan-tune", description=__doc__.split("\n\n")[0])
     ap.add_argument("images", nargs="+", help="reference full scans: image files or folders")
     ap.add_argument("--target", type=_parse_target, default=("ssim", 0.9), help="quality to stop at, e.g. ssim=0.90")
     ap.add_argument("--cap", type=float, default=0.5, help="max_fraction of the scans (replays end there)")
@@ -513,7 +524,7 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes replaying side by side")
     ap.add_argument("--model", default=None, help="ERD model file (default: the shipped one)")
     ap.add_argument("--out", default="stop_criteria.json",
-                    help="StopCriteria JSON for smart_scan(sampler={'stop': ...})")
+                    help="sampler settings JSON (stop criteria and probe_fraction) for smart_scan(sampler=FILE)")
     ap.add_argument("--figure", default="stop_tuning.png")
     ap.add_argument("--report", default="stop_tuning.txt")
     args = ap.parse_args(argv)
@@ -538,8 +549,8 @@ def main(argv=None) -> int:
                                     cap=args.cap, seed=args.seed, model=args.model, target=target,
                                     probe_fraction=args.probe_fraction)
         holdout = evaluate(result.criteria, holdout_images, metric=metric, target=target, traces=holdout_traces,
-                           progress=False)
-    Path(args.out).write_text(result.criteria.to_json() + "\n")
+                           progress=False, probe_fraction=args.probe_fraction)
+    Path(args.out).write_text(json.dumps(result.sampler_settings(), indent=2) + "\n")
     plot(result, args.figure, holdout_traces)
     report = format_report(result, holdout)
     Path(args.report).write_text(report + "\n")

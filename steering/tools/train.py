@@ -1,4 +1,4 @@
-"""Train the ERD network: ``python -m steering.train`` (also under ``torchrun --nproc_per_node N``).
+"""Train the ERD network: ``smart-scan-train`` (``python -m steering.tools.train``; under ``torchrun`` too).
 
 1. Training images: scikit-image's bundled images (those the benchmark does not use) and synthetic
    particles, grains, flakes, domains and Bragg-like peaks. Nothing from ``shared/data`` is used.
@@ -35,13 +35,14 @@ from scipy.stats import spearmanr
 from sklearn.model_selection import GroupShuffleSplit
 from tqdm import tqdm
 
-from .erd import ERDNet, default_model_path, save_model
-from .features import FEATURE_NAMES
-from .labels import realised_reduction, reduction_in_distortion
-from .metrics import psnr
-from .sampler import Sampler
-from .stopping import StopCriteria
-from .synthetic import KINDS, synthetic_image
+from ..erd import ERDNet, default_model_path, save_model
+from ..features import FEATURE_NAMES
+from ..labels import realised_reduction, reduction_in_distortion
+from ..loop import run
+from ..metrics import psnr
+from ..sampler import Sampler
+from ..stopping import StopCriteria
+from ..synthetic import KINDS, synthetic_image
 
 __all__ = ["TRAIN_SKIMAGE", "training_images", "state_samples", "main"]
 
@@ -62,7 +63,7 @@ def training_images(
     import skimage.data
     from skimage.transform import resize
 
-    from .images import as_image
+    from ..images import as_image
 
     out = []
     for name in TRAIN_SKIMAGE[:max_skimage]:
@@ -79,7 +80,7 @@ def training_images(
 
 
 def _state_rows(
-    s: Sampler, truth: np.ndarray, c: float, n_pixels: int, rng, label: str = "gaussian"
+    s: Sampler, truth: np.ndarray, c: float, n_pixels: int, rng, label: str = "realised"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features and log labels of up to ``n_pixels`` unmeasured pixels of the sampler's state."""
     unmeasured = np.flatnonzero(~s.measured_mask)
@@ -110,9 +111,13 @@ def state_samples(
     seed: int,
     model: ERDNet,
     visited: bool,
-    label: str = "gaussian",
+    label: str = "realised",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Training rows from one image: random-mask states, or states visited by the sampler."""
+    """Training rows from one image: random-mask states, or states visited by the sampler.
+
+    ``label`` is ``"realised"`` (the realised reduction of squared error, the default of the command
+    too) or ``"gaussian"`` (SLADS' Gaussian-window approximation).
+    """
     rng = np.random.default_rng(seed)
     X, y = [], []
     N = truth.size
@@ -128,17 +133,17 @@ def state_samples(
     else:
         cap = StopCriteria(max_fraction=max(VISITED_FRACTIONS))
         s = Sampler(truth.shape, model=model, batch_size=max(1, N // 200), stop=cap, seed=int(rng.integers(1 << 31)))
-        k = 0
-        while not s.done and k < len(VISITED_FRACTIONS):
-            pts = s.ask()
-            if len(pts) == 0:
-                break
-            s.tell(pts, truth[pts[:, 0], pts[:, 1]])
-            while k < len(VISITED_FRACTIONS) and s.fraction >= VISITED_FRACTIONS[k]:
+        due = list(VISITED_FRACTIONS)
+
+        def sample_state(s: Sampler, points, values) -> bool:
+            while due and s.fraction >= due[0]:
                 a, b = _state_rows(s, truth, c, n_pixels, rng, label)
                 X.append(a)
                 y.append(b)
-                k += 1
+                due.pop(0)
+            return not due
+
+        run(s, lambda p: truth[p[:, 0], p[:, 1]], on_batch=sample_state)
     return np.concatenate(X), np.concatenate(y)
 
 
@@ -218,20 +223,18 @@ def _end_to_end(model, images, idx, fraction=0.1) -> dict:
     out = {}
     for i in idx:
         name, truth = images[i]
-        s = Sampler(truth.shape, model=model, stop=StopCriteria(max_fraction=fraction), seed=0)
-        while not s.done:
-            pts = s.ask()
-            if len(pts) == 0:
-                break
-            s.tell(pts, truth[pts[:, 0], pts[:, 1]])
+        s = run(Sampler(truth.shape, model=model, stop=StopCriteria(max_fraction=fraction), seed=0),
+                lambda p, truth=truth: truth[p[:, 0], p[:, 1]])
         out[name] = round(psnr(truth, s.reconstruction), 3)
     return out
 
 
 def main(argv=None) -> int:
     """Command-line entry point."""
-    ap = argparse.ArgumentParser(prog="python -m steering.train", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=default_model_path(), help="weights file (.safetensors)")
+    ap = argparse.ArgumentParser(prog="smart-scan-train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("erd_model.safetensors"),
+                    help="weights file (.safetensors; the model card goes beside it as .json); never inside the "
+                         "installed package, whose shipped model it would replace")
     ap.add_argument("--synthetic", type=int, default=40, help="number of synthetic training images")
     ap.add_argument("--size", type=int, default=160, help="largest side of a training image")
     ap.add_argument("--label", choices=("gaussian", "realised"), default="realised",
@@ -245,6 +248,10 @@ def main(argv=None) -> int:
     ap.add_argument("--max-skimage", type=int, default=None, help="use only the first K scikit-image images")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    shipped = default_model_path().parent.resolve()
+    if args.out.resolve().parent == shipped:
+        ap.error(f"--out {args.out} would overwrite the model shipped in the package ({shipped}); "
+                 "write it elsewhere and load it with Sampler(model=PATH)")
 
     t0 = time.time()
     torch.manual_seed(args.seed)
@@ -293,7 +300,7 @@ def main(argv=None) -> int:
             pred = model(torch.from_numpy(Xv)).numpy()
         rho = float(spearmanr(pred, yv).statistic)
         e2e = _end_to_end(model, images, val_idx)
-        from . import __version__
+        from .. import __version__
 
         card = {
             "name": args.out.stem,
