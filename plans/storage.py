@@ -6,15 +6,17 @@ bluesky-tiled-plugins' `TiledWriter` in a separate process (`plans/catalog_serve
 sampler batch (at each event of the ``steering`` stream) and at the end of the run: one round trip
 per batch instead of one per point, and nothing on the RunEngine's side beyond a JSON line. The
 embedded default is a persistent tiled server on loopback over a directory; a facility's tiled
-server is a URI away (`Catalog`).
+server is a URI away (`Catalog`). `Catalog.broker` reads the catalog through databroker's v1 API.
 """
 
 from __future__ import annotations
 
 import atexit
 import base64
+import functools
 import json
 import logging
+import operator
 import os
 import queue
 import subprocess
@@ -23,7 +25,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     import fcntl
@@ -32,7 +34,10 @@ except ImportError:  # not on Windows
 
 import numpy as np
 
-from plans.smart_scan import STEERING_STREAM
+from plans.streams import STEERING_STREAM
+
+if TYPE_CHECKING:
+    from databroker.v1 import Broker
 
 __all__ = ["DocumentJournal", "CatalogWriter", "Catalog", "replay_journal", "read_journal"]
 
@@ -265,7 +270,10 @@ class Catalog:
     the session (opening the same directory again finds them). With an ``http(s)://`` URI, runs
     go to that server (a facility's tiled or databroker 2 service) through the same child process.
     Either way every document is journaled on local disk first. Use it as a context manager, or
-    call `close`; it is also closed when the interpreter exits.
+    call `close`; it is also closed when the interpreter exits. It starts in about 3 s on an idle
+    machine (the child process's imports of tiled's server are most of it), and says at once if
+    the child process exits before it is ready, with its exit code and the end of its log
+    (``catalog_process.log`` beside the journal).
 
     Parameters
     ----------
@@ -275,7 +283,7 @@ class Catalog:
         Where the journal lives. Default: ``{directory}/journal`` for the embedded catalog,
         ``~/.smart_scan/journal`` for a server.
     startup_timeout : float
-        Seconds to wait for the catalog process to answer.
+        Seconds to wait for the catalog process to be ready.
 
     Attributes
     ----------
@@ -285,12 +293,12 @@ class Catalog:
         The callback to subscribe: ``RE.subscribe(catalog.writer)``.
     uri : str
         The server's URI (with its API key for the embedded one).
+    broker : databroker.v1.Broker
+        The same catalog through databroker's v1 API (see `broker`).
     """
 
     def __init__(self, location: str | Path, *, journal_directory: str | Path | None = None,
                  startup_timeout: float = 60.0):
-        from tiled.client import from_uri
-
         text = str(location)
         if text.startswith(("http://", "https://")):
             self.directory = None
@@ -303,15 +311,27 @@ class Catalog:
             default_journal = self.directory / "journal"
             log_path = self.directory / "catalog_process.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._process = self._start(target, log_path, startup_timeout)
-        self.client = from_uri(self.uri)
+        self._broker = None
+        self._process = self._spawn(target, log_path)
+        try:
+            from tiled.client import from_uri  # while the catalog process starts
+
+            self.uri = self._wait_until_ready(log_path, startup_timeout)
+            self.client = from_uri(self.uri)
+        except BaseException:
+            self._process.kill()
+            self._process.wait()
+            self._process.stdin.close()
+            self._process.stdout.close()
+            raise
         self.journal = DocumentJournal(journal_directory or default_journal)
         self.writer = CatalogWriter(self._process, journal=self.journal)
         self._closed = False
         atexit.register(self.close)
 
-    def _start(self, target: list[str], log_path: Path, timeout: float) -> subprocess.Popen:
+    def _spawn(self, target: list[str], log_path: Path) -> subprocess.Popen:
         with open(log_path, "ab") as log:
+            self._log_path, self._log_start = log_path, log.tell()
             process = subprocess.Popen(
                 [sys.executable, str(Path(__file__).with_name("catalog_server.py")), *target],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
@@ -321,19 +341,65 @@ class Catalog:
                 fcntl.fcntl(process.stdin.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
             except OSError:
                 pass
-        lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True).start()
-        try:
-            kind, uri = json.loads(lines.get(timeout=timeout))
-        except (queue.Empty, ValueError):
-            kind = uri = None
-        if kind != "ready":
-            process.kill()
-            process.wait()
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the catalog process did not start within {timeout} s; its log ({log_path}):\n{tail}")
-        self.uri = uri
         return process
+
+    def _wait_until_ready(self, log_path: Path, timeout: float) -> str:
+        """The server URI from the catalog process's first line; an error at once if it exits first."""
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: lines.put(self._process.stdout.readline()), daemon=True).start()
+        try:
+            first = lines.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(f"the catalog process did not start within {timeout} s; its log ({log_path}):\n"
+                               f"{self._log_tail()}") from None
+        try:
+            kind, uri = json.loads(first)
+        except ValueError:
+            kind = uri = None
+        if kind == "ready":
+            return uri
+        try:  # its standard output closed: it exited, or is about to
+            code = self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+        said = f"; it said {first[:200]!r}" if first else ""
+        raise RuntimeError(f"the catalog process exited with code {code} before it was ready{said}; "
+                           f"its log ({log_path}):\n{self._log_tail()}")
+
+    def _log_tail(self, chars: int = 3000) -> str:
+        """What the catalog process wrote to its log in this session (the end of it)."""
+        with open(self._log_path, "rb") as log:
+            log.seek(self._log_start)
+            return log.read().decode(errors="replace")[-chars:]
+
+    @property
+    def broker(self) -> Broker:
+        """The catalog through databroker's v1 API: ``db = catalog.broker; db[-1].table()``.
+
+        A ``databroker.v1.Broker`` over ``client`` (made on first use: databroker's import takes a
+        second). ``db[-1]``, ``db[uid]`` (or a unique uid prefix, or a scan_id) give a ``Header``
+        with ``.start``, ``.stop``, ``.table(stream)``, ``.documents()``; ``db(plan_name=...)``
+        and ``db(since=..., until=...)`` search. Needs databroker's back-compat extra
+        (``pip install "databroker[back-compat]"``).
+        """
+        if self._broker is None:
+            from bluesky_tiled_plugins.clients.catalog_of_bluesky_runs import CatalogOfBlueskyRuns
+
+            try:
+                import databroker.v1  # noqa: F401
+            except ModuleNotFoundError as exc:
+                raise ImportError(f"Catalog.broker needs databroker's back-compat extra ({exc}): "
+                                  f"pip install 'databroker[back-compat]'") from exc
+            from tiled.utils import OneShotCachedMap
+
+            # bluesky-tiled-plugins' run.v2, which databroker's Header uses, changes the client classes
+            # of a copy.copy of this map, which shares the original's dict: with the session's map,
+            # every tiled client of the session would then read runs as v2. It changes a map of ours.
+            shared = self.client.structure_clients
+            own = OneShotCachedMap({name: functools.partial(operator.getitem, shared, name) for name in shared})
+            runs = CatalogOfBlueskyRuns(self.client.context, item=self.client.item, structure_clients=own)
+            self._broker = runs.v1
+        return self._broker
 
     def recover(self, uids: list[str] | None = None, *, quiet_for: float = 60.0) -> dict[str, str]:
         """Make the catalog hold every run of the journal completely (after a crash or a kill).
@@ -387,26 +453,37 @@ class Catalog:
             if held and _nonzero(held.get("num_events") or {}) == _nonzero(counts):
                 done[uid] = "complete"
                 continue
-            if run is not None and not held and _nonzero(self._events_held(run)) == _nonzero(counts):
+            events_held = self._events_held(run) if run is not None and not held else None
+            if events_held is not None and _nonzero(events_held) == _nonzero(counts):
                 self.writer.wait()
                 run.update_metadata(metadata={"stop": closing}, drop_revision=True)
                 done[uid] = "closed"
                 continue
             if run is not None:
                 run.delete(recursive=True, external_only=False)
+            errors = len(self.writer.errors_)
             for name, doc in read_journal(path):
                 self.writer.send_unjournaled(name, doc)
             if stop is None:
                 self.writer.send_unjournaled("stop", closing)
-            if not self.writer.wait():
-                raise RuntimeError(f"run {uid}: the catalog did not confirm the rewrite: {self.writer.errors_[-1:]}")
+            if not self.writer.wait() or len(self.writer.errors_) > errors:
+                raise RuntimeError(f"run {uid}: the catalog did not confirm the rewrite: "
+                                   f"{self.writer.errors_[errors:] or self.writer.errors_[-1:]}")
             done[uid] = "written" if run is None else "rewritten"
             logger.info("catalog: run %s %s from the journal %s", uid, done[uid], path)
         return done
 
     @staticmethod
-    def _events_held(run) -> dict[str, int]:
-        return {stream: len(run[stream].read()) for stream in run}
+    def _events_held(run) -> dict[str, int] | None:
+        """Events per stream that the catalog holds of a run; None where a write was cut short.
+
+        A catalog process killed between a stream's arrays and its table leaves them of different
+        lengths, which tiled then refuses to read.
+        """
+        try:
+            return {stream: run[stream].read().sizes.get("time", 0) for stream in run}
+        except (ValueError, KeyError):
+            return None
 
     def close(self) -> None:
         """Finish pending writes and stop the catalog process (and the embedded server)."""
@@ -427,6 +504,9 @@ class Catalog:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+            self.writer._reader.join(timeout=5)
+            if not self.writer._reader.is_alive():
+                self._process.stdout.close()
 
     def __enter__(self) -> Catalog:
         return self
