@@ -1,7 +1,8 @@
 """A live picture of a `smart_scan`: reconstruction, measured points and ERD.
 
 Bluesky's `LiveGrid` places points by sequence number, which is wrong for a sparse scan; this view
-places each point at its stage position on the scan grid.
+places each point at its stage position on the scan grid. `plans.plot.plot_scan` draws a stored
+run the same way.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from pathlib import Path
 import numpy as np
 from bluesky.callbacks.mpl_plotting import QtAwareCallback
 
-from plans.smart_scan import MAPS_STREAM, STEERING_STREAM
+from plans.plot import ScanPicture, axis_label, draw_scan
+from plans.streams import MAPS_STREAM, STEERING_STREAM
+from plans.values import reduce_reading
 
 __all__ = ["LiveSparseView"]
 
@@ -21,7 +24,8 @@ class LiveSparseView(QtAwareCallback):
 
     With a display the figure updates after every sampler batch. Without one (a non-interactive
     backend), it is drawn once at the end of each run and saved as ``smart_scan_{uid8}.png`` in
-    ``save_dir``; with ``save_dir`` set it is saved in either case.
+    ``save_dir``; with ``save_dir`` set it is saved in either case. A 2-D reading is reduced to
+    the steering value as the run's start document says (``reduce``).
 
     Parameters
     ----------
@@ -34,6 +38,8 @@ class LiveSparseView(QtAwareCallback):
     ----------
     figure : matplotlib Figure or None
         The current figure.
+    picture : plans.plot.ScanPicture or None
+        What the figure shows of the current (or last) run.
     saved_ : list of Path
         PNG files written so far.
     """
@@ -44,7 +50,9 @@ class LiveSparseView(QtAwareCallback):
         self.truth = None if truth is None else np.asarray(truth, dtype=np.float64)
         self.figure = None
         self.saved_: list[Path] = []
-        self._run = None
+        self.picture: ScanPicture | None = None
+        self._start: dict = {}
+        self._streams: dict[str, str] = {}
 
     @staticmethod
     def _interactive() -> bool:
@@ -53,92 +61,68 @@ class LiveSparseView(QtAwareCallback):
         return matplotlib.get_backend().lower() not in {"agg", "pdf", "ps", "svg", "cairo", "template"}
 
     def start(self, doc):
-        self._run = None
+        self.picture = None
         if doc.get("plan_name") != "smart_scan":
             return
-        (y_field,), _ = doc["hints"]["dimensions"][0]
-        (x_field,), _ = doc["hints"]["dimensions"][1]
-        self._run = {
-            "uid": doc["uid"], "shape": tuple(doc["shape"]), "extents": doc["extents"],
-            "fields": (y_field, x_field, doc["value_field"]), "streams": {},
-            "y": [], "x": [], "v": [], "recon": None, "erd": None, "label": "",
-        }
+        self._start = doc
+        self._streams = {}
+        self.picture = ScanPicture(doc["uid"], tuple(doc["shape"]), doc["extents"])
         if self._interactive():
             self._draw()
 
     def descriptor(self, doc):
-        if self._run is not None:
-            self._run["streams"][doc["uid"]] = doc.get("name")
+        if self.picture is None:
+            return
+        self._streams[doc["uid"]] = doc.get("name")
+        if doc.get("name") == "primary":
+            (y_field,), _ = self._start["hints"]["dimensions"][0]
+            (x_field,), _ = self._start["hints"]["dimensions"][1]
+            v_field, keys = self._start["value_field"], doc.get("data_keys", {})
+            reduced = f" ({self._start.get('reduce', 'sum')})" if keys.get(v_field, {}).get("shape") else ""
+            self.picture.labels = (axis_label(y_field, keys.get(y_field)), axis_label(x_field, keys.get(x_field)),
+                                    axis_label(v_field, keys.get(v_field)) + reduced)
 
     def event(self, doc):
-        run = self._run
-        if run is None:
+        picture = self.picture
+        if picture is None:
             return
-        stream = run["streams"].get(doc["descriptor"])
+        stream = self._streams.get(doc["descriptor"])
         data = doc["data"]
         if stream == "primary":
-            y_field, x_field, v_field = run["fields"]
-            run["y"].append(data.get(y_field, np.nan))
-            run["x"].append(data.get(x_field, np.nan))
-            v = np.asarray(data.get(v_field, np.nan), dtype=np.float64)
-            run["v"].append(float(v.sum()) if v.ndim else float(v))
+            (y_field,), _ = self._start["hints"]["dimensions"][0]
+            (x_field,), _ = self._start["hints"]["dimensions"][1]
+            picture.y.append(data.get(y_field, np.nan))
+            picture.x.append(data.get(x_field, np.nan))
+            picture.values.append(reduce_reading(data.get(self._start["value_field"], np.nan),
+                                                 self._start.get("reduce", "sum")))
         elif stream == MAPS_STREAM:
-            run["recon"] = np.asarray(data["steering_maps_reconstruction"], dtype=np.float64)
-            run["erd"] = np.asarray(data["steering_maps_erd"], dtype=np.float64)
+            picture.reconstruction = np.asarray(data["steering_maps_reconstruction"], dtype=np.float64)
+            picture.erd = np.asarray(data["steering_maps_erd"], dtype=np.float64)
         elif stream == STEERING_STREAM:
-            run["label"] = f"{data['steering_n_measured']} points ({100 * data['steering_fraction']:.1f}%)"
+            picture.caption = f"{data['steering_n_measured']} points ({100 * data['steering_fraction']:.1f}%)"
             if self._interactive():
                 self._draw()
 
     def stop(self, doc):
-        run = self._run
-        if run is None:
+        picture = self.picture
+        if picture is None:
             return
-        run["label"] += f" | {doc.get('reason') or doc.get('exit_status')}"
+        picture.caption += f" | {doc.get('reason') or doc.get('exit_status')}"
         self._draw()
         if self.save_dir is not None or not self._interactive():
             folder = self.save_dir or Path.cwd()
             folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"smart_scan_{run['uid'][:8]}.png"
+            path = folder / f"smart_scan_{picture.uid[:8]}.png"
             self.figure.savefig(path, dpi=110)
             self.saved_.append(path)
 
     def _draw(self) -> None:
         import matplotlib.pyplot as plt
 
-        run = self._run
-        (y0, y1), (x0, x1) = run["extents"]
-        extent = (x0, x1, y1, y0)
         panels = 4 if self.truth is not None else 3
         if self.figure is None or not plt.fignum_exists(self.figure.number):
-            self.figure = plt.figure(figsize=(4.2 * panels, 4.4))
-        fig = self.figure
-        fig.clf()
-        axes = fig.subplots(1, panels)
-        empty = np.full(run["shape"], np.nan)
-        recon = run["recon"] if run["recon"] is not None else empty
-        axes[0].imshow(recon, extent=extent, cmap="gray")
-        axes[0].set_title("reconstruction")
-        axes[1].imshow(empty, extent=extent, cmap="gray")
-        if run["v"]:
-            axes[1].scatter(run["x"], run["y"], c=run["v"], s=4, cmap="viridis", marker="s", linewidths=0)
-            axes[1].plot(run["x"][-1], run["y"][-1], "r+", ms=10)
-        axes[1].set_xlim(x0, x1)
-        axes[1].set_ylim(y1, y0)
-        axes[1].set_title(f"measured: {len(run['v'])} points")
-        erd = run["erd"] if run["erd"] is not None else empty
-        with np.errstate(divide="ignore"):
-            shown = np.where(erd > 0, np.log10(np.where(erd > 0, erd, 1.0)), np.nan)  # measured pixels: blank
-        axes[2].imshow(shown, extent=extent, cmap="magma")
-        axes[2].set_title("ERD (log10)")
-        if self.truth is not None:
-            axes[3].imshow(self.truth, extent=extent, cmap="gray")
-            axes[3].set_title("truth")
-        for ax in axes:
-            ax.set_xlabel("x")
-        axes[0].set_ylabel("y")
-        fig.suptitle(f"smart_scan {run['uid'][:8]}: {run['label']}")
-        fig.tight_layout()
+            self.figure = plt.figure(figsize=(4.6 * panels, 4.4))
+        draw_scan(self.figure, self.picture, self.truth)
         if self._interactive():
-            fig.canvas.draw_idle()
-            fig.canvas.flush_events()
+            self.figure.canvas.draw_idle()
+            self.figure.canvas.flush_events()

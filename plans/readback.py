@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
-from plans.smart_scan import grid_index
+from plans.grid import ScanGrid
+from plans.streams import FAILURES_STREAM, STEERING_STREAM, StreamRouter
+from plans.values import reduce_rows
 from steering.reconstruction import reconstruct_linear
 
 __all__ = ["ScanData", "read_scan", "read_scan_journal", "read_raster"]
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class ScanData:
-    """One smart scan as stored: where it measured and what it saw.
+    """One smart scan as stored (with the runs it continues): where it measured and what it saw.
 
     Attributes
     ----------
@@ -23,13 +29,30 @@ class ScanData:
     extents : ((y_start, y_stop), (x_start, x_stop))
         Stage positions of the first and last grid points.
     points : (n, 2) int array
-        Grid pixels (row, col) measured, in the order measured.
+        Grid pixels (row, col) read, in the order read (a reading that failed and was retried
+        appears once per try).
     positions : (n, 2) float array
         Stage readbacks (y, x) at each point.
     values : (n,) float array
-        The steering value at each point (NaN where the measurement failed).
+        The steering value of each reading: the ``value_field``, reduced as the scan reduced it
+        (``reduce``); NaN where the reading was not a number.
     stop_reason : str or None
-        Why the scan ended (from the run's stop document).
+        Why the (last) scan ended, from its stop document.
+    reduce : str
+        How a 2-D reading became the steering value (``"sum"``, ``"mean"`` or ``"max"``).
+    batches : (n,) int array or None
+        The sampler batch each reading belongs to, numbered as in the ``steering`` stream (1: the
+        initial pattern); None for runs written before batches were recorded.
+    probes : (n,) bool array
+        Whether each point was a random probe.
+    failed : (m, 2) int array
+        Pixels that could not be measured (no reading, or none that was a number), one row per
+        failure, from the ``steering_failures`` stream.
+    runs : list of str
+        The uids of the runs read, the earliest first: a resumed scan is read with the runs it
+        continues (``resumed_from``).
+    beam_time : float or None
+        Beam time the scan has spent, as its last batch reported.
     """
 
     shape: tuple[int, int]
@@ -38,70 +61,144 @@ class ScanData:
     positions: np.ndarray
     values: np.ndarray
     stop_reason: str | None
+    reduce: str = "sum"
+    batches: np.ndarray | None = None
+    probes: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    failed: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
+    runs: list[str] = field(default_factory=list)
+    beam_time: float | None = None
 
     def reconstruct(self) -> np.ndarray:
         """The image on the full grid, linearly interpolated from the measured points."""
         ok = np.isfinite(self.values)
         return reconstruct_linear(self.shape, self.points[ok], self.values[ok])
 
+    def then(self, later: ScanData) -> ScanData:
+        """This scan followed by ``later``, a run that resumed it: one `ScanData` for the whole scan."""
+        if tuple(later.shape) != tuple(self.shape) or not np.allclose(later.extents, self.extents):
+            raise ValueError(f"run {later.runs[-1:]} does not continue {self.runs[-1:]}: another grid")
+        batches = None if self.batches is None or later.batches is None else np.concatenate([self.batches,
+                                                                                              later.batches])
+        return replace(later, points=np.concatenate([self.points, later.points]),
+                       positions=np.concatenate([self.positions, later.positions]),
+                       values=np.concatenate([self.values, later.values]), batches=batches,
+                       probes=np.concatenate([self.probes, later.probes]),
+                       failed=np.concatenate([self.failed, later.failed]), runs=self.runs + later.runs,
+                       beam_time=later.beam_time if later.beam_time is not None else self.beam_time)
+
 
 def _scan_data(start: dict, stop: dict | None, column, where: str = "") -> ScanData:
-    """`ScanData` from a smart_scan's start and stop documents and ``column(field)``, the primary
-    stream's values of a field, one per event."""
+    """`ScanData` of one run from its start and stop documents and ``column(stream, field)``, the
+    values of a field in a stream, one per event (None where the stream or field is missing)."""
     if start.get("plan_name") != "smart_scan":
         raise ValueError(f"run {start.get('uid')}{where} is a {start.get('plan_name')!r}, not a smart_scan")
-    shape = tuple(int(n) for n in start["shape"])
-    (y0, y1), (x0, x1) = start["extents"]
+    grid = ScanGrid(start["shape"], start["extents"])
     (y_field,), _ = start["hints"]["dimensions"][0]
     (x_field,), _ = start["hints"]["dimensions"][1]
-    ys = np.asarray(column(y_field), dtype=np.float64).reshape(-1)
-    xs = np.asarray(column(x_field), dtype=np.float64).reshape(-1)
-    raw = np.asarray(column(start["value_field"]), dtype=np.float64)
-    values = raw.reshape(len(raw), -1).sum(axis=1) if raw.ndim > 1 else raw.reshape(-1)
-    points = np.stack([grid_index(ys, y0, y1, shape[0]), grid_index(xs, x0, x1, shape[1])], axis=1)
-    return ScanData(shape, ((y0, y1), (x0, x1)), points, np.stack([ys, xs], axis=1), values,
-                    (stop or {}).get("reason"))
+    reduce = start.get("reduce", "sum")
+    ys, xs, raw = (column("primary", name) for name in (y_field, x_field, start["value_field"]))
+    if ys is None:  # no point was read
+        ys = xs = raw = np.zeros(0)
+    ys, xs = np.asarray(ys, np.float64).reshape(-1), np.asarray(xs, np.float64).reshape(-1)
+    values = reduce_rows(raw, reduce)
+    batches = column("primary", "sampler_batch")
+    probes = column("primary", "sampler_probe")
+    rows, cols = column(FAILURES_STREAM, "steering_failures_row"), column(FAILURES_STREAM, "steering_failures_col")
+    beam = column(STEERING_STREAM, "steering_beam_time")
+    return ScanData(
+        grid.shape, grid.extents, grid.pixels(ys, xs), np.stack([ys, xs], axis=1).reshape(-1, 2), values,
+        (stop or {}).get("reason"), reduce=reduce,
+        batches=None if batches is None or not len(ys) else np.asarray(batches, dtype=np.int64).reshape(-1),
+        probes=np.zeros(len(ys), bool) if probes is None else np.asarray(probes, dtype=bool).reshape(-1),
+        failed=np.zeros((0, 2), np.int64) if rows is None else np.stack([np.asarray(rows, np.int64),
+                                                                         np.asarray(cols, np.int64)], axis=1),
+        runs=[start["uid"]], beam_time=float(np.asarray(beam)[-1]) if beam is not None and len(beam) else None)
 
 
-def read_scan(run) -> ScanData:
+def read_scan(run, *, earlier: bool = True) -> ScanData:
     """Read a `smart_scan` run from a tiled catalog (``catalog.client[uid]``).
 
-    The steering value is the start document's ``value_field`` (a 2-D reading is summed).
+    Parameters
+    ----------
+    run : tiled run client
+    earlier : bool
+        A run that resumed another (``resumed_from`` in its start document) is read together with
+        the runs it continues, from the same catalog, the earliest first. False: this run alone.
     """
-    table = None
+    tables: dict[str, object] = {}
+    streams = set(run)
 
-    def column(field):
-        nonlocal table
-        if table is None:
-            table = run["primary"].read()
-        return table[field]
+    def column(stream: str, name: str):
+        if stream not in streams:
+            return None
+        if stream not in tables:
+            tables[stream] = run[stream].read()
+        table = tables[stream]
+        return np.asarray(table[name]) if name in table else None
 
-    return _scan_data(run.metadata["start"], run.metadata.get("stop"), column)
+    start = run.metadata["start"]
+    data = _scan_data(start, run.metadata.get("stop"), column)
+    parent = start.get("resumed_from")
+    if not earlier or not parent:
+        return data
+    try:
+        before = run.parent[parent]
+    except (KeyError, TypeError, AttributeError):
+        logger.warning("run %s continues run %s, which is not in this catalog: read alone", start["uid"], parent)
+        return data
+    return read_scan(before).then(data)
 
 
-def read_scan_journal(path) -> ScanData:
+class _JournalRows(StreamRouter):
+    """Start and stop documents and the rows of every stream, from a journal's documents."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.start_doc: dict | None = None
+        self.stop_doc: dict | None = None
+        self.rows: dict[str, list[dict]] = {}
+
+    def start(self, doc: dict) -> None:
+        self.start_doc = doc
+
+    def stop(self, doc: dict) -> None:
+        self.stop_doc = doc
+
+    def stream_event(self, stream: str | None, doc: dict) -> None:
+        self.rows.setdefault(stream, []).append(doc["data"])
+
+
+def read_scan_journal(path, *, earlier: bool = True) -> ScanData:
     """Read a `smart_scan` run from its journal file (``{journal directory}/{uid}.jsonl``).
 
     The journal holds every point measured up to the moment the session ended, even one that was
     killed before the catalog got the last batch; ``smart_scan(..., resume_from=path)`` resumes
-    from it.
+    from it. With ``earlier``, the journals of the runs it continues (in the same directory) are
+    read too, the earliest first.
     """
     from plans.storage import read_journal
 
-    start, stop, primary = None, None, set()
-    rows = []
+    reader = _JournalRows()
     for name, doc in read_journal(path):
-        if name == "start":
-            start = doc
-        elif name == "descriptor" and doc.get("name") == "primary":
-            primary.add(doc["uid"])
-        elif name == "event" and doc["descriptor"] in primary:
-            rows.append(doc["data"])
-        elif name == "stop":
-            stop = doc
-    if start is None:
+        reader(name, doc)
+    if reader.start_doc is None:
         raise ValueError(f"{path} holds no start document: not a journal of a run")
-    return _scan_data(start, stop, lambda field: [row[field] for row in rows], where=f" in {path}")
+
+    def column(stream: str, name: str):
+        rows = reader.rows.get(stream)
+        if not rows or name not in rows[0]:
+            return None
+        return [row[name] for row in rows]
+
+    data = _scan_data(reader.start_doc, reader.stop_doc, column, where=f" in {path}")
+    parent = reader.start_doc.get("resumed_from")
+    if not earlier or not parent:
+        return data
+    before = Path(path).with_name(f"{parent}.jsonl")
+    if not before.is_file():
+        logger.warning("journal %s continues run %s, whose journal is not beside it: read alone", path, parent)
+        return data
+    return read_scan_journal(before).then(data)
 
 
 def read_raster(run, field: str | None = None) -> np.ndarray:
@@ -109,7 +206,7 @@ def read_raster(run, field: str | None = None) -> np.ndarray:
 
     The start document must give ``shape``, ``extents`` and ``hints.dimensions`` (bluesky's grid
     scans do); each event lands on the pixel nearest its motor readbacks, so snaking and event order
-    do not matter.
+    do not matter. A 2-D reading is reduced as the start document's ``reduce`` says (default: summed).
 
     Parameters
     ----------
@@ -125,25 +222,20 @@ def read_raster(run, field: str | None = None) -> np.ndarray:
     """
     start = run.metadata["start"]
     try:
-        shape = tuple(int(n) for n in start["shape"])
-        (y0, y1), (x0, x1) = start["extents"]
+        grid = ScanGrid(start["shape"], start["extents"])
         (y_field,), _ = start["hints"]["dimensions"][0]
         (x_field,), _ = start["hints"]["dimensions"][1]
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"run {start.get('uid')} is not a 2-D grid scan "
                          "(needs shape, extents and hints.dimensions)") from None
-    if len(shape) != 2:
-        raise ValueError(f"run {start.get('uid')} has shape {shape}, not 2-D")
     field = field or start.get("value_field") or (start.get("detectors") or [None])[0]
     table = run["primary"].read()
     if field not in table:
         raise ValueError(f"field {field!r} is not in the run's primary stream: {sorted(table.data_vars)}")
-    raw = np.asarray(table[field], dtype=np.float64)
-    values = raw.reshape(len(raw), -1).sum(axis=1) if raw.ndim > 1 else raw
-    rows = grid_index(np.asarray(table[y_field], dtype=np.float64), y0, y1, shape[0])
-    cols = grid_index(np.asarray(table[x_field], dtype=np.float64), x0, x1, shape[1])
-    image = np.full(shape, np.nan)
-    image[rows, cols] = values
+    values = reduce_rows(table[field], start.get("reduce", "sum"))
+    pixels = grid.pixels(np.asarray(table[y_field], dtype=np.float64), np.asarray(table[x_field], dtype=np.float64))
+    image = np.full(grid.shape, np.nan)
+    image[pixels[:, 0], pixels[:, 1]] = values
     missing = int(np.isnan(image).sum())
     if missing:
         raise ValueError(f"run {start.get('uid')} leaves {missing} of {image.size} pixels unmeasured; "

@@ -70,6 +70,13 @@ class SimulatedMotor(Device):
         """Where the axis is."""
         return float(self.readback.get())
 
+    def describe(self) -> dict:
+        """The readings' description, with the axis' units (``egu``), as an EPICS motor record gives them."""
+        description = super().describe()
+        for key in description.values():
+            key.setdefault("units", self.egu)
+        return description
+
     def move_time(self, distance: float) -> float:
         """Simulated seconds a move over ``distance`` takes, settling included."""
         distance = abs(float(distance))

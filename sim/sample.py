@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import map_coordinates
 
 from steering.images import as_image, load_image
 from steering.synthetic import synthetic_image
@@ -96,16 +97,9 @@ class SampleImage:
 
     def value_at(self, y: float, x: float) -> float:
         """The noiseless sample value with the beam at stage position (y, x)."""
-        h, w = self.shape
-        r = min(max((y - self.origin[0]) / self.pixel_yx[0], 0.0), h - 1.0)
-        c = min(max((x - self.origin[1]) / self.pixel_yx[1], 0.0), w - 1.0)
-        r0, c0 = min(int(r), max(h - 2, 0)), min(int(c), max(w - 2, 0))
-        fr, fc = r - r0, c - c0
-        r1, c1 = min(r0 + 1, h - 1), min(c0 + 1, w - 1)
-        s = self.image
-        top = s[r0, c0] * (1 - fc) + s[r0, c1] * fc
-        bottom = s[r1, c0] * (1 - fc) + s[r1, c1] * fc
-        return float(top * (1 - fr) + bottom * fr)
+        r = (y - self.origin[0]) / self.pixel_yx[0]
+        c = (x - self.origin[1]) / self.pixel_yx[1]
+        return float(map_coordinates(self.image, [[r], [c]], order=1, mode="nearest")[0])
 
     def count(self, y: float, x: float, *, dwell: float, flux: float, rng: np.random.Generator) -> float:
         """One detector reading at (y, x).

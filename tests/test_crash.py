@@ -34,13 +34,11 @@ class ChildScan:
                                         text=True, start_new_session=True)
         self.lines: list[str] = []
 
-    def read_until(self, prefix: str, timeout: float = 120.0) -> str:
-        deadline = time.monotonic() + timeout
+    def read_until(self, prefix: str) -> str:
         for line in self.process.stdout:
             self.lines.append(line.strip())
             if line.startswith(prefix):
                 return line.strip()
-            assert time.monotonic() < deadline, f"no {prefix!r} within {timeout} s; last lines {self.lines[-5:]}"
         raise AssertionError(f"the child ended before printing {prefix!r}; it printed {self.lines[-5:]}")
 
     @property
@@ -49,13 +47,14 @@ class ChildScan:
 
     def wait(self) -> int:
         try:
-            return self.process.wait(timeout=60)
+            return self.process.wait(timeout=600)  # a hang guard, not a bound on speed
         finally:
             self.process.stdout.close()
 
 
-def _stored_run(cat: Catalog, uid: str, timeout: float = 60.0):
-    """The run once its stop document is in the catalog (the old catalog process may still be writing)."""
+def _stored_run(cat: Catalog, uid: str, timeout: float = 600.0):
+    """The run once its stop document is in the catalog (the old catalog process may still be writing);
+    ``timeout`` only guards against a hang."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -112,7 +111,7 @@ def test_a_killed_session_loses_no_point_and_the_scan_resumes_in_a_new_one(tmp_p
         RE.subscribe(cat.writer)
         (second,) = RE(scan_in_child.scan(_scope(), resume_from=cat.client[child.uid]))
         assert cat.writer.wait()
-        more = read_scan(cat.client[second])
+        more = read_scan(cat.client[second], earlier=False)
         assert cat.client[second].metadata["start"]["resumed_from"] == child.uid
     before = {tuple(p) for p in journal.points.tolist()}
     after = {tuple(p) for p in more.points.tolist()}
@@ -145,7 +144,7 @@ def test_when_the_catalog_process_dies_too_recover_rewrites_the_run_from_the_jou
         RE.subscribe(cat.writer)
         (second,) = RE(scan_in_child.scan(_scope(), resume_from=path))  # straight from the journal file
         assert cat.writer.wait()
-        more = read_scan(cat.client[second])
+        more = read_scan(cat.client[second], earlier=False)
     before = {tuple(p) for p in journal.points.tolist()}
     assert not before & {tuple(p) for p in more.points.tolist()}
     assert len(before) + len(more.points) == BUDGET

@@ -5,13 +5,11 @@ hangs or reads NaN on demand cannot be made real); the simulated motors fail mov
 refuse targets outside their limits.
 """
 
-import time
-
 import numpy as np
 import pytest
 from bluesky import RunEngine
 
-from plans import read_scan, smart_scan
+from plans import FAILURES_STREAM, FailurePolicy, read_scan, smart_scan
 from sim import FaultyDetector, SimulatedMicroscope
 
 
@@ -98,9 +96,7 @@ def test_on_failure_stop_keeps_what_was_measured(blobs, catalog):
 
 def test_a_hanging_trigger_times_out_instead_of_hanging(blobs, catalog):
     (bad,) = _first_points(blobs, 1)
-    t0 = time.monotonic()
     det, start, stop, events, data = _run(blobs, catalog, {bad: ["hang"] * 10}, retries=1, timeout=0.3)
-    assert time.monotonic() - t0 < 30
     assert stop["exit_status"] == "success"
     # 2 tries, then (if the sampler asks for the pixel again before the scan ends) 1 more, then excluded
     assert [k for _, k in det.injected_] in (["hang"] * 2, ["hang"] * 3)
@@ -124,9 +120,7 @@ def test_a_motor_that_stalls_or_never_arrives_is_retried_then_skipped(blobs, cat
     scope = SimulatedMicroscope(blobs[:32, :32], name="sim")
     scope.x.faults = {float(a[1]): ["fail"]}  # a following error once: the retry gets there
     scope.y.faults = {float(b[0]): ["hang"] * 10}  # never arrives: times out, retried, skipped
-    t0 = time.monotonic()
     det, start, stop, events, data = _run(blobs, catalog, {}, scope=scope, retries=1, timeout=0.3)
-    assert time.monotonic() - t0 < 30
     assert stop["exit_status"] == "success"
     assert len(data.values) == len(events) == stop["num_events"]["primary"]
     finite = np.isfinite(data.values)
@@ -194,7 +188,7 @@ def test_every_bad_argument_is_named_before_anything_moves(blobs, change, messag
 
 
 def test_an_image_that_is_not_2d_or_holds_nan_is_refused(blobs):
-    from steering.tune import replay
+    from steering.tools.tune import replay
 
     bad = blobs.copy()
     bad[3, 4] = np.nan
@@ -203,3 +197,51 @@ def test_an_image_that_is_not_2d_or_holds_nan_is_refused(blobs):
             SimulatedMicroscope(image)
         with pytest.raises(ValueError, match=message):
             replay(image)
+
+
+def test_every_point_that_could_not_be_measured_is_recorded_with_its_fault(blobs, catalog):
+    """A detector that raises or hangs, or a move that fails, leaves no reading: a steering_failures event says so."""
+    raises, hangs, moves, nan = _first_points(blobs, 4)
+    scope = SimulatedMicroscope(blobs[:32, :32], name="sim")
+    scope.y.faults = {float(moves[0]): ["fail"] * 10}
+    det, start, stop, events, data = _run(blobs, catalog, {raises: ["raise"] * 10, hangs: ["hang"] * 10,
+                                                           nan: ["nan"] * 10}, scope=scope, retries=0, timeout=0.3)
+    run = catalog.client[start["uid"]]
+    failures = run[FAILURES_STREAM].read()
+    rows, cols, faults = (np.asarray(failures[f"steering_failures_{key}"]).tolist() for key in ("row", "col", "fault"))
+    recorded = dict(zip(zip(rows, cols, strict=True), faults, strict=True))
+    assert "injected detector fault" in recorded[raises]
+    assert "Timeout" in recorded[hangs] or "timeout" in recorded[hangs].lower()
+    assert "following error" in recorded[moves]
+    assert recorded[nan] == "faulty read nan"
+    assert {raises, hangs, moves, nan} <= {tuple(p) for p in data.failed.tolist()}
+    # a reading that was taken is in primary, NaN included; the others left no reading at all
+    primary = {tuple(p) for p in data.points.tolist()}
+    assert nan in primary and not {raises, hangs} & primary
+    assert np.asarray(failures["steering_failures_y"])[rows.index(raises[0])] == raises[0]  # the stage target
+
+
+def test_the_failure_policy_alone():
+    policy = FailurePolicy(retries=2, on_failure="skip", max_in_a_row=3, max_idle_batches=2)
+    assert policy.tries((1, 1)) == 3
+    policy.point_done((1, 1), float("nan"), ["RuntimeError: no"])
+    assert policy.tries((1, 1)) == 1  # asked again: one try
+    policy.point_done((1, 1), float("nan"), ["RuntimeError: no"])
+    assert policy.to_exclude() == [(1, 1)]  # failed twice: not asked again
+    policy.point_done((2, 2), 0.5, [])  # a success ends the run of failures
+    policy.point_done((3, 3), float("nan"), ["LimitError: x"], beyond_limits=True)
+    assert policy.to_exclude(lambda: [[0, 7], [1, 7]]) == [(1, 1), (3, 3), (0, 7), (1, 7)]
+    assert policy.to_exclude(lambda: [[0, 7]]) == [(1, 1), (3, 3)]  # the limits are excluded once
+    policy.point_done((4, 4), float("nan"), ["a"])
+    policy.point_done((5, 5), float("nan"), ["b"])
+    with pytest.raises(RuntimeError, match="3 points in a row could not be measured.*last fault: c"):
+        policy.point_done((6, 6), float("nan"), ["c"])
+    policy.batch_done(np.array([np.nan, np.nan]))
+    with pytest.raises(RuntimeError, match="no point of the last 2 batches"):
+        policy.batch_done(np.array([np.nan]))
+    stop = FailurePolicy(on_failure="stop")
+    with pytest.raises(RuntimeError, match=r"point \(7, 7\) at y=1 failed 1 times; last: boom"):
+        stop.point_done((7, 7), float("nan"), ["boom"], label="point (7, 7) at y=1")
+    for kwargs, word in (({"retries": -1}, "retries"), ({"on_failure": "pray"}, "on_failure")):
+        with pytest.raises(ValueError, match=word):
+            FailurePolicy(**kwargs)

@@ -3,14 +3,13 @@
 import inspect
 import json
 import threading
-import time
 
 import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
 
-from plans import STEERING_STREAM, BatchProgress, LiveSparseView, read_scan, replay_journal, smart_scan
+from plans import STEERING_STREAM, BatchProgress, LiveSparseView, plot_scan, read_scan, replay_journal, smart_scan
 from sim import SimulatedMicroscope
 from steering import Sampler, StopCriteria
 from steering.metrics import psnr
@@ -125,34 +124,31 @@ def test_pause_and_resume_measure_no_point_twice(blobs, catalog):
 
 
 def test_network_inference_does_not_block_a_pause(blobs):
-    """A pause requested while the sampler thinks takes effect at once, not when it finishes."""
+    """A pause requested while the sampler thinks takes effect while it still thinks, not when it finishes."""
+    thinking, release, finished = threading.Event(), threading.Event(), threading.Event()
 
     class SlowSampler(Sampler):
         calls = 0
 
         def ask(self, n=None, *, start=None):
             SlowSampler.calls += 1
-            if self.n_measured:
-                time.sleep(2.0)
+            if SlowSampler.calls == 2:  # the first adaptive batch: think until the test says so
+                thinking.set()
+                release.wait(timeout=600)  # a hang guard only: the test releases it once paused
+                finished.set()
             return super().ask(n, start=start)
 
     RE = RunEngine({})
     scope = SimulatedMicroscope(blobs, name="sim")
     sampler = SlowSampler((64, 64), seed=0, stop=None)
     n_initial = round(0.01 * 4096)
-    requested = {}
-
-    def pause_while_thinking(name, doc):
-        if name == "event" and doc["seq_num"] == n_initial and "sim_det" in doc["data"] and not requested:
-            requested["t"] = time.perf_counter() + 0.3
-            threading.Timer(0.3, RE.request_pause, kwargs={"defer": False}).start()
-
-    RE.subscribe(pause_while_thinking)
     sampler.stop_ = sampler.stop_.__class__(max_points=n_initial + 20)
+    threading.Thread(target=lambda: thinking.wait(600) and RE.request_pause(defer=False), daemon=True).start()
     with pytest.raises(RunEngineInterrupted):
         RE(_scan(scope, 64, sampler=sampler))
-    paused_after = time.perf_counter() - requested["t"]
-    assert paused_after < 1.0  # the ask still had > 1.5 s to go
+    paused_while_thinking = not finished.is_set()
+    release.set()
+    assert paused_while_thinking
     RE.resume()
     assert sampler.n_measured == n_initial + 20
     assert SlowSampler.calls == 3  # initial, one adaptive batch, the empty last one: none replayed
@@ -305,7 +301,7 @@ def test_resume_from_an_aborted_run_measures_no_stored_point_again(blobs, catalo
                          resume_from=catalog.client[first]))
     assert catalog.writer.wait()
     run = catalog.client[second]
-    more = read_scan(run)
+    more = read_scan(run, earlier=False)
     start = run.metadata["start"]
     assert start["resumed_from"] == first and start["resumed_points"] == len(stored.points)
     before = {tuple(p) for p in stored.points.tolist()}
@@ -348,3 +344,78 @@ def test_every_scan_of_a_session_thinks_in_the_same_sampler_thread(blobs):
         sampler = RecordingSampler((16, 16), seed=seed, stop=StopCriteria(max_fraction=0.2))
         RE(_scan(scope, 16, sampler=sampler))
     assert len(threads) > 6 and len(set(threads)) == 1 and threads[0] is not threading.main_thread()
+
+
+def test_reduce_is_recorded_and_applied_when_read_back_and_drawn(blobs, catalog, tmp_path):
+    """With reduce="max", what is read back and drawn is what the sampler steered on (it was summed before)."""
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    view = LiveSparseView(tmp_path)
+    RE.subscribe(view)
+    scope = SimulatedMicroscope(blobs[:32, :32], name="sim", frame_shape=(6, 8))
+    sampler = Sampler((32, 32), seed=0, stop=StopCriteria(max_fraction=0.1))
+    (uid,) = RE(_scan(scope, 32, sampler=sampler, value_field="sim_det_frame", reduce="max"))
+    assert catalog.writer.wait()
+    run = catalog.client[uid]
+    assert run.metadata["start"]["reduce"] == "max"
+    np.testing.assert_allclose(read_scan(run).values, sampler.measured_values)
+    np.testing.assert_allclose(view.picture.values, sampler.measured_values)
+    assert view.picture.labels[2] == "sim_det_frame (max)"
+
+
+def test_a_resumed_scan_reads_back_whole_and_its_signals_go_on(blobs, catalog):
+    RE, docs, scope = _paused_scan(blobs, catalog, at=300)
+    RE.abort("beam lost")
+    assert catalog.writer.wait()
+    first = docs[0][1]["uid"]
+    before = _stream_events(docs, STEERING_STREAM)[-1]["data"]
+    docs.clear()
+    (second,) = RE(_scan(scope, 64, sampler={"seed": 0, "stop": {"max_fraction": 0.2}},
+                         resume_from=catalog.client[first]))
+    assert catalog.writer.wait()
+    after = _stream_events(docs, STEERING_STREAM)[0]["data"]
+    whole, alone = read_scan(catalog.client[second]), read_scan(catalog.client[second], earlier=False)
+    assert whole.runs == [first, second] and alone.runs == [second]
+    assert len(whole.points) == len({tuple(p) for p in whole.points.tolist()}) == round(0.2 * 4096)
+    assert psnr(blobs, whole.reconstruct()) > psnr(blobs, alone.reconstruct()) + 3
+    # the batches go on counting (the aborted batch too), and the stop signals go on from where they were
+    assert after["steering_batch"] == read_scan(catalog.client[first]).batches.max() + 1 > before["steering_batch"]
+    for signal in ("erd_ratio", "prediction_error"):
+        assert 0.5 < after[f"steering_{signal}"] / before[f"steering_{signal}"] < 1.5, signal
+    print(f"\nerd_ratio {before['steering_erd_ratio']:.4f} at the end of the first run, "
+          f"{after['steering_erd_ratio']:.4f} at the first batch of the resumed one; PSNR read back "
+          f"{psnr(blobs, whole.reconstruct()):.2f} dB whole, {psnr(blobs, alone.reconstruct()):.2f} dB alone")
+
+
+def test_plot_scan_draws_a_stored_run_with_units_and_colour_bars(blobs, catalog, tmp_path):
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    scope = SimulatedMicroscope(blobs[:32, :32], name="sim", pixel_size=0.05)
+    (uid,) = RE(smart_scan([scope.det], scope.y, 0, 1.55, 32, scope.x, 0, 1.55, 32,
+                           sampler={"seed": 0, "stop": {"max_fraction": 0.2}}))
+    assert catalog.writer.wait()
+    figure = plot_scan(catalog.client[uid], truth=blobs[:32, :32], path=tmp_path / "scan.png")
+    panels = [ax for ax in figure.axes if ax.get_title()]
+    bars = [ax for ax in figure.axes if not ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["reconstruction", "measured: 205 points", "predicted ERD", "truth"]
+    assert len(bars) == 4 and all(bar.get_ylabel() for bar in bars)
+    assert all(ax.get_xlabel() == "sim_x (um)" and ax.get_ylabel() == "sim_y (um)" for ax in panels)
+    assert (tmp_path / "scan.png").stat().st_size > 10_000
+    assert "max_fraction reached" in figure._suptitle.get_text()
+
+
+def test_a_stored_run_replays_into_the_live_view(blobs, catalog, tmp_path):
+    """``run.documents()`` from the catalog (it failed with HTTP 406 before) draws as the scan did live."""
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    live = LiveSparseView(tmp_path / "live")
+    RE.subscribe(live)
+    scope = SimulatedMicroscope(blobs[:24, :24], name="sim")
+    (uid,) = RE(_scan(scope, 24, sampler={"seed": 0, "stop": {"max_fraction": 0.2}}))
+    assert catalog.writer.wait()
+    replayed = LiveSparseView(tmp_path / "replayed")
+    for name, doc in catalog.client[uid].documents():
+        replayed(name, doc)
+    assert replayed.picture.values == live.picture.values and replayed.picture.caption == live.picture.caption
+    np.testing.assert_array_equal(replayed.picture.erd, live.picture.erd)
+    assert len(replayed.saved_) == 1

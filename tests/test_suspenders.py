@@ -75,9 +75,9 @@ def test_beam_loss_suspends_the_scan_mid_point_and_while_the_sampler_thinks(blob
 def test_the_replay_guard_forbids_a_replay_only_between_a_saved_event_and_the_next_checkpoint():
     from bluesky.utils import NoReplayAllowed
 
-    from plans.smart_scan import _ReplayGuard
+    from plans.replay_guard import ReplayGuard
 
-    guard = _ReplayGuard()
+    guard = ReplayGuard()
     guard.pause()  # nothing saved yet: the RunEngine may replay from its checkpoint
     guard("descriptor", {})
     guard.pause()

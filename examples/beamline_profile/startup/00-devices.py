@@ -1,4 +1,4 @@
-"""IPython startup for a beamline: ``ipython --profile-dir=examples/beamline_profile``.
+"""IPython startup for a beamline: ``bash examples/session.sh beamline`` (IPython with this profile).
 
 Copy this file into the beamline's own profile and edit the PV names below; nothing in the package
 is tied to one beamline. As shipped, the names match the simulated IOC, so it can be tried against
@@ -17,7 +17,7 @@ import os
 from bluesky import RunEngine
 
 from devices import ROISumDetector, ScalerDetector, ScanStage
-from plans import BatchProgress, Catalog, LiveSparseView, read_scan, smart_scan  # noqa: F401
+from plans import BatchProgress, Catalog, LiveSparseView, plot_scan, read_scan, smart_scan  # noqa: F401
 
 # --- the instrument: edit these PV names -------------------------------------------------------
 STAGE_PREFIX, Y_MOTOR, X_MOTOR = "sim:", "m2", "m1"  # motor records {prefix}{name}
@@ -35,16 +35,16 @@ for device in (stage, scaler, roi):
 
 # --- storage: the facility's tiled server if there is one, else a local catalog --------------
 catalog = Catalog(os.environ.get("SMART_SCAN_CATALOG", "smart_scan_data"))
-db = catalog.client
+db = catalog.broker  # databroker's v1 Broker: db[-1].table(); catalog.client[uid] is the tiled run
 
 RE = RunEngine({})
 RE.subscribe(catalog.writer)
 RE.subscribe(BatchProgress(every=5))
 RE.subscribe(LiveSparseView())
 
-print("""smart-scan beamline session: stage.y, stage.x, scaler, roi; catalog db
+print("""smart-scan beamline session: stage.y, stage.x, scaler, roi; catalog (db: databroker Broker)
 set the dwell:   scaler.preset_time.put(0.05)      (or roi.acquire_time.put(0.05))
 scan 101x101:    RE(smart_scan([scaler], stage.y, -5, 5, 101, stage.x, -5, 5, 101,
                                sampler={"stop": {"max_fraction": 0.2}}))
-read it back:    data = read_scan(db.values().last()); image = data.reconstruct()
+read it back:    run = catalog.client.values().last(); image = read_scan(run).reconstruct(); plot_scan(run)
 """)

@@ -1,0 +1,41 @@
+"""The beam time a scan has spent: what ``max_beam_time`` and the ``steering`` stream count."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["BeamClock"]
+
+
+class BeamClock:
+    """Beam time of a scan, from an instrument's own clock or from the time the plan spends moving and reading.
+
+    Parameters
+    ----------
+    clock : callable, optional
+        Returns the instrument's beam time in seconds (e.g. a simulated instrument's clock); the
+        scan's share is what it advanced since `start`. None: the seconds passed to `add`.
+    before : float
+        Beam time spent by the runs this scan continues.
+    """
+
+    def __init__(self, clock: Callable[[], float] | None = None, *, before: float = 0.0):
+        if clock is not None and not callable(clock):
+            raise ValueError(f"beam_clock must be a callable returning seconds, got {clock!r}")
+        self.clock = clock
+        self.before = float(before)
+        self._origin = 0.0
+        self._spent = 0.0
+
+    def start(self) -> None:
+        """The scan starts now."""
+        if self.clock is not None:
+            self._origin = float(self.clock())
+
+    def add(self, seconds: float) -> None:
+        """Count ``seconds`` the plan spent moving and reading (ignored when a clock is given)."""
+        self._spent += seconds
+
+    def now(self) -> float:
+        """Beam time spent so far, earlier runs included."""
+        return self.before + (self._spent if self.clock is None else float(self.clock()) - self._origin)

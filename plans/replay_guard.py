@@ -1,0 +1,42 @@
+"""Keeps a pause or suspension from replaying a point that is already saved."""
+
+from __future__ import annotations
+
+import bluesky.plan_stubs as bps
+from bluesky.utils import NoReplayAllowed
+
+__all__ = ["ReplayGuard"]
+
+
+class ReplayGuard:
+    """Forbids the RunEngine's replay between a saved event and the next checkpoint.
+
+    On resume the RunEngine replays the messages since the last checkpoint. The plan yields a
+    checkpoint right after each event, but a suspension can land between the ``save`` and that
+    checkpoint; the replay would then measure the point again and emit it twice. This object
+    listens to the run's events and, asked to ``pause`` by the RunEngine while an event is saved
+    and not yet followed by a checkpoint, raises `NoReplayAllowed`: the RunEngine then drops its
+    replay cache and continues after the save.
+    """
+
+    name = "smart_scan_replay_guard"
+
+    def __init__(self) -> None:
+        self.saved = False
+
+    def __call__(self, name: str, doc: dict) -> None:
+        if name == "event":
+            self.saved = True
+
+    def checkpoint(self):
+        """`bps.checkpoint`, after which nothing saved is left to replay."""
+        yield from bps.checkpoint()
+        self.saved = False
+
+    def pause(self) -> None:
+        """Called by the RunEngine when it pauses; see the class."""
+        if self.saved:
+            raise NoReplayAllowed()
+
+    def resume(self) -> None:
+        """Called by the RunEngine when it resumes; nothing to do."""
