@@ -100,6 +100,8 @@ def test_the_catalog_through_databroker_v1(catalog, blobs):
     assert set(header.stream_names) >= {"primary", "steering"}
     assert db[uid].start["uid"] == db[uid[:8]].start["uid"] == uid
     assert uid in [h.start["uid"] for h in db(plan_name="smart_scan")]
+    assert uid in [h.start["uid"] for h in db(since="2020-01-01")]
+    assert db[header.start["scan_id"]].start["uid"] == uid
     assert list(header.data("sim_det")) == list(table["sim_det"])
     names = [name for name, _ in header.documents()]  # needs the server's JSON-seq exporter
     assert names[0] == "start" and names[-1] == "stop"
