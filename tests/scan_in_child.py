@@ -23,7 +23,7 @@ from plans import Catalog, smart_scan  # noqa: E402
 from sim import SimulatedMicroscope  # noqa: E402
 
 SHAPE = 64
-FRACTION = 0.25
+FRACTION = 0.15
 
 
 def sample_image() -> np.ndarray:

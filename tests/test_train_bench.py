@@ -23,8 +23,8 @@ def test_train_writes_weights_and_card_into_the_working_folder_never_into_the_pa
     before = _sha256(shipped)
     monkeypatch.chdir(tmp_path)
     rc = train_main(
-        ["--synthetic", "5", "--size", "40", "--epochs", "1", "--pixels-per-state", "200", "--hidden", "8",
-         "--max-skimage", "3"]
+        ["--synthetic", "4", "--size", "32", "--epochs", "1", "--pixels-per-state", "100", "--hidden", "8",
+         "--max-skimage", "2"]
     )  # fmt: skip
     assert rc == 0
     out = tmp_path / "erd_model.safetensors"
