@@ -51,7 +51,8 @@ class LiveSparseView(QtAwareCallback):
         self.figure = None
         self.saved_: list[Path] = []
         self.picture: ScanPicture | None = None
-        self._start: dict = {}
+        self._fields: tuple[str, str, str] = ("", "", "")  # y, x, steering value
+        self._reduce = "sum"
         self._streams: dict[str, str] = {}
 
     @staticmethod
@@ -64,7 +65,9 @@ class LiveSparseView(QtAwareCallback):
         self.picture = None
         if doc.get("plan_name") != "smart_scan":
             return
-        self._start = doc
+        (y_field,), _ = doc["hints"]["dimensions"][0]
+        (x_field,), _ = doc["hints"]["dimensions"][1]
+        self._fields, self._reduce = (y_field, x_field, doc["value_field"]), doc.get("reduce", "sum")
         self._streams = {}
         self.picture = ScanPicture(doc["uid"], tuple(doc["shape"]), doc["extents"])
         if self._interactive():
@@ -75,10 +78,8 @@ class LiveSparseView(QtAwareCallback):
             return
         self._streams[doc["uid"]] = doc.get("name")
         if doc.get("name") == "primary":
-            (y_field,), _ = self._start["hints"]["dimensions"][0]
-            (x_field,), _ = self._start["hints"]["dimensions"][1]
-            v_field, keys = self._start["value_field"], doc.get("data_keys", {})
-            reduced = f" ({self._start.get('reduce', 'sum')})" if keys.get(v_field, {}).get("shape") else ""
+            (y_field, x_field, v_field), keys = self._fields, doc.get("data_keys", {})
+            reduced = f" ({self._reduce})" if keys.get(v_field, {}).get("shape") else ""
             self.picture.labels = (axis_label(y_field, keys.get(y_field)), axis_label(x_field, keys.get(x_field)),
                                     axis_label(v_field, keys.get(v_field)) + reduced)
 
@@ -89,12 +90,10 @@ class LiveSparseView(QtAwareCallback):
         stream = self._streams.get(doc["descriptor"])
         data = doc["data"]
         if stream == "primary":
-            (y_field,), _ = self._start["hints"]["dimensions"][0]
-            (x_field,), _ = self._start["hints"]["dimensions"][1]
+            y_field, x_field, v_field = self._fields
             picture.y.append(data.get(y_field, np.nan))
             picture.x.append(data.get(x_field, np.nan))
-            picture.values.append(reduce_reading(data.get(self._start["value_field"], np.nan),
-                                                 self._start.get("reduce", "sum")))
+            picture.values.append(reduce_reading(data.get(v_field, np.nan), self._reduce))
         elif stream == MAPS_STREAM:
             picture.reconstruction = np.asarray(data["steering_maps_reconstruction"], dtype=np.float64)
             picture.erd = np.asarray(data["steering_maps_erd"], dtype=np.float64)

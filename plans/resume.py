@@ -38,7 +38,7 @@ class Resumed:
     beam_time: float
 
 
-def _scan_data(resume_from: Any) -> ScanData:
+def _stored_scan(resume_from: Any) -> ScanData:
     if isinstance(resume_from, ScanData):
         return resume_from
     if isinstance(resume_from, (str, Path)):
@@ -67,7 +67,7 @@ def resume(sampler: Sampler, resume_from: Any, grid: ScanGrid) -> Resumed:
     grid : ScanGrid
         The grid of the new scan; it must be the earlier one's.
     """
-    data = _scan_data(resume_from)
+    data = _stored_scan(resume_from)
     if tuple(data.shape) != tuple(grid.shape) or not np.allclose(data.extents, grid.extents):
         raise ValueError(f"resume_from is a {tuple(data.shape)} scan over {data.extents}; this scan is "
                          f"{tuple(grid.shape)} over {grid.extents}: resume on the same grid")

@@ -191,12 +191,13 @@ def _steer(sampler: Sampler, grid: ScanGrid, readables, tags: PointTags, field: 
                 # one right after each point keeps a saved point from being measured again.
                 yield from guard.checkpoint()
                 clock.add(time.perf_counter() - t_point)
-                values[k] = result.value
+                values[k], label = result.value, ""
                 if not np.isfinite(result.value):
                     yield from record_failure(failures, grid, pixel, result, len(result.problems))
                     yield from guard.checkpoint()
+                    label = grid.label(*pixel)
                 policy.point_done(pixel, result.value, result.problems, beyond_limits=result.beyond_limits,
-                                  label=grid.label(*pixel))
+                                  label=label)
             policy.batch_done(values)
             start, spent = tuple(points[-1].tolist()), clock.now()
             nxt, probes, tell_time, next_ask = yield from in_sampler_thread(

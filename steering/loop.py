@@ -88,21 +88,19 @@ def replay(sampler: Sampler, points: np.ndarray, values: np.ndarray, batches: np
     _, last = np.unique(flat[ok][::-1], return_index=True)
     keep = np.flatnonzero(ok)[np.sort(np.count_nonzero(ok) - 1 - last)]
     points, values, batches, probes = points[keep], values[keep], batches[keep], probes[keep]
-    numbers = np.unique(batches)
-    groups = [numbers[:1]]
-    sizes = np.array([np.count_nonzero(batches == b) for b in numbers])
-    n_probes = np.array([np.count_nonzero(probes & (batches == b)) for b in numbers])
-    tail = len(numbers)  # the newest batches told one by one
-    for i in range(len(numbers) - 1, 0, -1):
-        tail = i
-        if (len(numbers) - i >= DECAY_BATCHES and sizes[i:].sum() >= sampler.stop_.error_window
-                and n_probes[i:].sum() >= min(PROBE_WINDOW, n_probes[1:].sum())):
-            break
-    if 1 < tail:
-        groups.append(numbers[1:tail])
-    groups += [numbers[i:i + 1] for i in range(max(tail, 1), len(numbers))]
-    for group in groups:
-        sel = np.isin(batches, group)
-        if sel.any():
-            sampler.tell(points[sel], values[sel], probes=probes[sel])
+    numbers, index = np.unique(batches, return_inverse=True)
+    # points and probes in the batches from each one to the newest
+    points_after = np.cumsum(np.bincount(index, minlength=len(numbers))[::-1])[::-1]
+    probe_counts = np.bincount(index, weights=probes, minlength=len(numbers))
+    probes_after = np.cumsum(probe_counts[::-1])[::-1]
+    fills = ((len(numbers) - np.arange(len(numbers)) >= DECAY_BATCHES)
+             & (points_after >= sampler.stop_.error_window)
+             & (probes_after >= min(PROBE_WINDOW, probe_counts[1:].sum())))
+    fills[:1] = False  # the initial pattern is told alone in any case
+    tail = int(np.flatnonzero(fills).max()) if fills.any() else 1  # from here on, batch by batch
+    # tell 0: the first batch; 1: the batches before the tail; then each batch of the tail
+    tell = np.where(index == 0, 0, np.where(index < tail, 1, index - tail + 2))
+    for k in np.unique(tell):
+        sel = tell == k
+        sampler.tell(points[sel], values[sel], probes=probes[sel])
     return len(values)

@@ -8,6 +8,7 @@ signals in `steering.signals.StopSignals`; when they end the scan, `StopCriteria
 
 from __future__ import annotations
 
+import inspect
 import time
 
 import numpy as np
@@ -67,10 +68,6 @@ def _check_settings(shape, initial_fraction, initial_pattern, batch_size, stop, 
     if not (0.0 <= float(probe_fraction) <= 0.5):
         raise ValueError(f"probe_fraction must be in [0, 0.5], got {probe_fraction}")
     return H, W
-
-
-_DEFAULTS = {"initial_fraction": 0.01, "initial_pattern": "halton", "batch_size": None, "seed": None,
-             "suppression": 0.75, "distance_discount": 0.0, "probe_fraction": 0.0}
 
 
 class Sampler:
@@ -421,3 +418,7 @@ class Sampler:
         return select_by_erd(self._maps.erd, self._maps.distance, candidates, n, pending=self._pending,
                              suppression=self.suppression, distance_discount=self.distance_discount)
 
+
+# the settings `Sampler.__repr__` shows when they differ from these
+_DEFAULTS = {name: p.default for name, p in inspect.signature(Sampler).parameters.items()
+             if name not in ("shape", "model", "stop")}

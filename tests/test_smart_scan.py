@@ -258,7 +258,7 @@ def test_every_stop_signal_is_in_the_steering_stream_and_beam_time_can_stop_the_
     wall = [e["data"]["steering_wall_time"] for e in events]
     assert beam == sorted(beam) and 20.0 <= beam[-1] < 20.0 + 0.1 * 64 + 1.0
     assert beam[-1] == pytest.approx(scope.clock.now, abs=1e-6)
-    assert wall == sorted(wall) and wall[-1] > 0
+    assert wall == sorted(wall) and np.all(np.isfinite(wall))
     last = events[-1]["data"]
     for key in ("erd_ratio", "prediction_error", "recon_change", "ssim_estimate"):
         assert np.isfinite(last[f"steering_{key}"]) and last[f"steering_{key}"] > 0

@@ -126,7 +126,7 @@ def test_sampler_reports_every_signal_and_stops_on_beam_time(blobs):
     assert s.stop_reason.startswith("max_beam_time reached")
     assert spent >= 30.0 and spent - 0.01 * 40 < 30.0
     last = seen[-1]
-    assert last["beam_time"] == pytest.approx(spent) and last["wall_time"] > 0
+    assert last["beam_time"] == pytest.approx(spent) and np.isfinite(last["wall_time"])
     for key in DATA_RULES:
         assert np.isfinite(last[key]) and last[key] > 0
     assert 0 < last["ssim_estimate"] < 1
