@@ -314,7 +314,10 @@ class Catalog:
         self._broker = None
         self._process = self._spawn(target, log_path)
         try:
-            from tiled.client import from_uri  # while the catalog process starts
+            # while the catalog process starts: tiled's client, and the client class of the catalog's
+            # root (CatalogOfBlueskyRuns), which from_uri would otherwise import after the process is ready
+            from bluesky_tiled_plugins.clients.catalog_of_bluesky_runs import CatalogOfBlueskyRuns  # noqa: F401
+            from tiled.client import from_uri
 
             self.uri = self._wait_until_ready(log_path, startup_timeout)
             self.client = from_uri(self.uri)
