@@ -11,6 +11,8 @@ import logging
 
 import numpy as np
 
+from plans.arguments import whole_number
+
 __all__ = ["FailurePolicy", "InstrumentDown"]
 
 logger = logging.getLogger("plans.smart_scan")
@@ -35,7 +37,9 @@ class FailurePolicy:
     max_in_a_row : int
         This many failed points in a row (limits aside) end the run (`InstrumentDown`).
     max_idle_batches : int
-        This many batches in a row without one measured point end the run (`InstrumentDown`).
+        This many batches in a row without one measured point end the run (`InstrumentDown`); so
+        does a first batch of which no point could be measured (however few points it had: a
+        detector that never returns a value must not end the scan as a success).
 
     Attributes
     ----------
@@ -45,9 +49,8 @@ class FailurePolicy:
 
     def __init__(self, retries: int = 2, on_failure: str = "skip", *, max_in_a_row: int = 10,
                  max_idle_batches: int = 3):
-        if int(retries) != retries or retries < 0:
-            raise ValueError(f"retries must be an integer >= 0, got {retries}")
-        if on_failure not in ("skip", "stop"):
+        retries = whole_number("retries", retries, 0)
+        if not isinstance(on_failure, str) or on_failure not in ("skip", "stop"):
             raise ValueError(f"on_failure must be 'skip' or 'stop', got {on_failure!r}")
         self.retries = int(retries)
         self.on_failure = on_failure
@@ -58,6 +61,8 @@ class FailurePolicy:
         self._idle_batches = 0
         self._limits_hit = False
         self._last_fault = "none"
+        self._measured = 0
+        self._failed_in_batch = 0
 
     def tries(self, pixel: tuple[int, int]) -> int:
         """How many times to try ``pixel`` now."""
@@ -78,10 +83,12 @@ class FailurePolicy:
             self._last_fault = problems[-1]
         if np.isfinite(value):
             self._in_a_row = 0
+            self._measured += 1
             return
         self.failures_[pixel] = self.failures_.get(pixel, 0) + (2 if beyond_limits else 1)
         self._limits_hit |= beyond_limits
         self._in_a_row += not beyond_limits
+        self._failed_in_batch += not beyond_limits
         if self._in_a_row >= self.max_in_a_row:
             raise InstrumentDown(f"{self.max_in_a_row} points in a row could not be measured (the instrument "
                                  f"looks down); last fault: {self._last_fault}")
@@ -91,7 +98,13 @@ class FailurePolicy:
         logger.warning("smart_scan: %s recorded as failed: %s", where, "; ".join(problems))
 
     def batch_done(self, values: np.ndarray) -> None:
-        """Account for a whole batch; raise `InstrumentDown` after ``max_idle_batches`` without a measured point."""
+        """Account for a whole batch; raise `InstrumentDown` after ``max_idle_batches`` without a measured point,
+        or after a batch if no point of the scan could be measured yet."""
+        failed, self._failed_in_batch = self._failed_in_batch, 0
+        if not self._measured and failed:
+            raise InstrumentDown(f"none of the {failed} points this scan has tried could be measured (each "
+                                 f"tried {self.retries + 1} times; the instrument looks down); last fault: "
+                                 f"{self._last_fault}")
         self._idle_batches = self._idle_batches + 1 if not np.isfinite(values).any() else 0
         if self._idle_batches >= self.max_idle_batches:
             raise InstrumentDown(f"no point of the last {self.max_idle_batches} batches could be measured; "

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from plans.arguments import real_number, whole_number
+
 __all__ = ["ScanGrid", "grid_index", "motor_limits", "hinted_field"]
 
 
@@ -46,23 +48,20 @@ class ScanGrid:
 
     Raises
     ------
-    ValueError
+    TypeError, ValueError
         Naming the argument (``y_num``, ``x_stop``, ...) that is wrong.
     """
 
     def __init__(self, shape: Sequence[int], extents, motors: Sequence | None = None):
-        for label, num in zip(("y_num", "x_num"), shape, strict=True):
-            if int(num) != num or num < 2:
-                raise ValueError(f"{label} must be an integer >= 2, got {num}")
+        nums = [whole_number(label, num, 2) for label, num in zip(("y_num", "x_num"), shape, strict=True)]
         (y0, y1), (x0, x1) = extents
-        for label, v in (("y_start", y0), ("y_stop", y1), ("x_start", x0), ("x_stop", x1)):
-            if not np.isfinite(float(v)):
-                raise ValueError(f"{label} must be finite, got {v}")
+        y0, y1, x0, x1 = (real_number(label, v) for label, v in zip(("y_start", "y_stop", "x_start", "x_stop"),
+                                                                     (y0, y1, x0, x1), strict=True))
         for axis, lo, hi in (("y", y0, y1), ("x", x0, x1)):
-            if float(lo) == float(hi):
+            if lo == hi:
                 raise ValueError(f"{axis}_start and {axis}_stop must differ (a range of zero width), both are {lo}")
-        self.shape = (int(shape[0]), int(shape[1]))
-        self.extents = ((float(y0), float(y1)), (float(x0), float(x1)))
+        self.shape = (nums[0], nums[1])
+        self.extents = ((y0, y1), (x0, x1))
         self.motors = tuple(motors) if motors is not None else None
         self.ys = np.linspace(*self.extents[0], self.shape[0])
         self.xs = np.linspace(*self.extents[1], self.shape[1])

@@ -11,8 +11,9 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky.protocols import Movable, Readable
-from bluesky.utils import Msg, MsgGenerator, RunEngineControlException
+from bluesky.utils import Msg, MsgGenerator, RequestStop, RunEngineControlException
 
+from plans.arguments import check_devices, check_scan_options, described_fields
 from plans.beam_clock import BeamClock
 from plans.failures import FailurePolicy
 from plans.grid import ScanGrid, hinted_field
@@ -30,7 +31,6 @@ from plans.stubs import (
     record_maps,
     staged,
 )
-from plans.values import REDUCERS
 from plans.worker import in_sampler_thread
 from steering import Sampler
 
@@ -93,16 +93,9 @@ def smart_scan(
     uid : str
         The run's uid.
     """
-    detectors = list(detectors)
-    if not detectors:
-        raise ValueError("smart_scan needs at least one detector")
+    detectors = check_devices(detectors, {"y_motor": y_motor, "x_motor": x_motor})
     grid = ScanGrid((y_num, x_num), ((y_start, y_stop), (x_start, x_stop)), motors=(y_motor, x_motor))
-    if reduce not in REDUCERS:
-        raise ValueError(f"reduce must be one of {sorted(REDUCERS)}, got {reduce!r}")
-    if int(maps_every) != maps_every or maps_every < 1:
-        raise ValueError(f"maps_every must be an integer >= 1, got {maps_every}")
-    if timeout is not None and not (float(timeout) > 0 and np.isfinite(float(timeout))):
-        raise ValueError(f"timeout must be a finite number of seconds > 0 or None, got {timeout}")
+    maps_every, timeout = check_scan_options(value_field, reduce, maps_every, timeout, md)
     policy = FailurePolicy(retries, on_failure)
     grid.check_limits()
     clock = BeamClock(beam_clock)
@@ -110,6 +103,9 @@ def smart_scan(
     resumed = resume(steer, resume_from, grid) if resume_from is not None else None
     clock.before = resumed.beam_time if resumed else 0.0
     field = value_field or hinted_field(detectors[0])
+    fields = yield from described_fields(detectors)
+    if field not in fields:
+        raise ValueError(f"value_field {field!r} is not among the fields the detectors read: {sorted(fields)}")
     tags = PointTags(name="sampler")
     readables = detectors + [m for m in grid.motors if m not in detectors] + [tags]
     _md = {
@@ -137,10 +133,12 @@ def smart_scan(
         if e is None:
             reason = steer.stop_reason or "the sampler had no more points to measure"
             yield from bps.close_run(exit_status="success", reason=reason)
-        elif isinstance(e, RunEngineControlException):
-            yield from bps.close_run(exit_status=e.exit_status, reason=str(e) or e.exit_status)
-        else:
+        elif isinstance(e, RequestStop):
+            yield from bps.close_run(exit_status="success", reason="stopped with RE.stop(), before the sampler's "
+                                     "stop criteria fired")
+        elif not isinstance(e, RunEngineControlException):
             yield from bps.close_run(exit_status="fail", reason=f"{type(e).__name__}: {e}")
+        # an abort or halt: the RunEngine closes the run with its exit status and the reason given to it
 
     def run():
         uid = yield from bps.open_run(_md)
@@ -171,7 +169,7 @@ def _steer(sampler: Sampler, grid: ScanGrid, readables, tags: PointTags, field: 
     failures = FailureRecord(name="steering_failures")
     decide = partial(_decide, sampler, policy, grid)
     try:
-        yield from bps.subscribe("event", guard)
+        yield from bps.subscribe("all", guard)
         yield Msg("null", guard)  # the RunEngine asks the objects of a plan's messages to pause
         y, x = (yield from bps.rd(grid.motors[0])), (yield from bps.rd(grid.motors[1]))
         start = tuple(grid.pixels(y, x)[0].tolist()) if y is not None and x is not None else None
@@ -186,7 +184,7 @@ def _steer(sampler: Sampler, grid: ScanGrid, readables, tags: PointTags, field: 
                 yield from guard.checkpoint()
                 t_point, tries = time.perf_counter(), policy.tries(pixel)
                 result = yield from measure_point(grid, pixel, readables, field, reduce=reduce, tries=tries,
-                                                  timeout=timeout)
+                                                  timeout=timeout, saved_data=guard.saved_data)
                 # A pause or suspension rewinds to the last checkpoint and replays what followed:
                 # one right after each point keeps a saved point from being measured again.
                 yield from guard.checkpoint()

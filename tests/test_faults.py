@@ -11,6 +11,7 @@ from bluesky import RunEngine
 
 from plans import FAILURES_STREAM, FailurePolicy, read_scan, smart_scan
 from sim import FaultyDetector, SimulatedMicroscope
+from steering import Sampler
 
 
 def _run(blobs, catalog, faults, *, scope=None, subscribe=(), **kwargs):
@@ -149,42 +150,111 @@ def test_a_limit_hit_mid_scan_fails_those_points_without_retries_and_the_scan_go
     print(f"{len(refused)} points beyond the new limit refused once each; {len(events)} points measured")
 
 
+def _binary_file(scope, tmp_path):
+    path = tmp_path / "garbage.bin"
+    path.write_bytes(bytes(range(256)) * 4)
+    return str(path)
+
+
+def _text_file(scope, tmp_path):
+    path = tmp_path / "notes.jsonl"
+    path.write_text("not a journal\n")
+    return str(path)
+
+
+# (arguments changed, the error, what its message must say); a callable value is given the scope and tmp_path
 _BAD_ARGUMENTS = [
-    ({"y_stop": 0}, "y_start and y_stop must differ"),
-    ({"x_num": 1}, "x_num must be an integer >= 2"),
-    ({"y_num": 2.5}, "y_num must be an integer >= 2"),
-    ({"x_stop": float("nan")}, "x_stop must be finite"),
-    ({"x_stop": 99}, r"x_start..x_stop \(0..99\) is outside the limits of sim_x"),
-    ({"sampler": {"stop": {"max_fraction": 0}}}, r"max_fraction must be in \(0, 1\]"),
-    ({"sampler": {"stop": {"max_fraction": 1.5}}}, r"max_fraction must be in \(0, 1\]"),
-    ({"sampler": {"initial_fraction": 0}}, r"initial_fraction must be in \(0, 1\]"),
-    ({"sampler": {"batch_size": 0}}, "batch_size must be an integer >= 1"),
-    ({"sampler": {"model": "/no/such/model.safetensors"}}, "model file not found"),
-    ({"sampler": {"stop": "/no/such/stop.json"}}, "stop"),
-    ({"retries": -1}, "retries must be an integer >= 0"),
-    ({"on_failure": "pray"}, "on_failure must be 'skip' or 'stop'"),
-    ({"timeout": 0}, "timeout must be a finite number of seconds > 0"),
-    ({"reduce": "median"}, "reduce must be one of"),
-    ({"maps_every": 0}, "maps_every must be an integer >= 1"),
-    ({"resume_from": "/no/such/journal.jsonl"}, "resume_from: no journal file"),
+    ({"y_stop": 0}, ValueError, "y_start and y_stop must differ"),
+    ({"x_num": 1}, ValueError, "x_num must be an integer >= 2"),
+    ({"y_num": 2.5}, ValueError, "y_num must be an integer >= 2"),
+    ({"y_num": float("nan")}, ValueError, "y_num must be an integer >= 2"),
+    ({"y_num": "abc"}, TypeError, "y_num must be a number"),
+    ({"y_num": None}, TypeError, "y_num must be a number"),
+    ({"x_num": True}, TypeError, "x_num must be a number"),
+    ({"y_start": "0"}, TypeError, "y_start must be a number, got '0'"),
+    ({"x_start": None}, TypeError, "x_start must be a number"),
+    ({"x_stop": float("nan")}, ValueError, "x_stop must be finite"),
+    ({"y_stop": float("inf")}, ValueError, "y_stop must be finite"),
+    ({"x_stop": 99}, ValueError, r"x_start..x_stop \(0..99\) is outside the limits of sim_x"),
+    ({"detectors": lambda scope, _: scope.det}, TypeError, r"detectors must be a list of readable devices "
+                                                           r"\(a single device: write \[det\]\)"),
+    ({"detectors": []}, ValueError, "detectors must hold at least one detector"),
+    ({"detectors": "sim_det"}, TypeError, "detectors must be a list of readable devices"),
+    ({"detectors": [object()]}, TypeError, r"detectors\[0\] must be a readable device"),
+    ({"detectors": lambda scope, _: [scope.det, scope.x]}, ValueError, "x_motor sim_x .* is also among the detectors"),
+    ({"x_motor": "sim_x"}, TypeError, "x_motor must be a motor device, not its name 'sim_x'"),
+    ({"x_motor": lambda scope, _: scope.det}, TypeError, "x_motor must be a movable, readable device"),
+    ({"y_motor": lambda scope, _: scope.x}, ValueError, "y_motor and x_motor are the same device"),
+    ({"y_motor": None}, TypeError, "y_motor must be a movable, readable device"),
+    ({"value_field": "nope"}, ValueError, "value_field 'nope' is not among the fields the detectors read"),
+    ({"value_field": 3}, TypeError, "value_field must be the name of a field"),
+    ({"reduce": "median"}, ValueError, "reduce must be one of"),
+    ({"reduce": None}, ValueError, "reduce must be one of"),
+    ({"maps_every": 0}, ValueError, "maps_every must be an integer >= 1"),
+    ({"maps_every": "5"}, TypeError, "maps_every must be a number"),
+    ({"timeout": 0}, ValueError, "timeout must be a finite number of seconds > 0"),
+    ({"timeout": -1}, ValueError, "timeout must be a finite number of seconds > 0"),
+    ({"timeout": float("inf")}, ValueError, "timeout must be a finite number of seconds > 0"),
+    ({"timeout": "60"}, TypeError, "timeout must be a number"),
+    ({"retries": -1}, ValueError, "retries must be an integer >= 0"),
+    ({"retries": 1.5}, ValueError, "retries must be an integer >= 0"),
+    ({"retries": "2"}, TypeError, "retries must be a number"),
+    ({"on_failure": "pray"}, ValueError, "on_failure must be 'skip' or 'stop'"),
+    ({"on_failure": None}, ValueError, "on_failure must be 'skip' or 'stop'"),
+    ({"beam_clock": 3.0}, ValueError, "beam_clock must be a callable"),
+    ({"md": "notes"}, TypeError, "md must be a dict"),
+    ({"resume_from": "/no/such/journal.jsonl"}, ValueError, "resume_from: no journal file"),
+    ({"resume_from": _binary_file}, ValueError, "resume_from: .* is not the journal of a smart_scan run"),
+    ({"resume_from": _text_file}, ValueError, "resume_from: .* is not the journal of a smart_scan run"),
+    ({"resume_from": 123}, ValueError, "resume_from must be a stored smart_scan run"),
+    ({"sampler": {"batchsize": 3}}, ValueError, "unknown sampler settings"),
+    ({"sampler": 123}, TypeError, "sampler must be a Sampler, a dict of its settings"),
+    ({"sampler": _binary_file}, ValueError, "sampler settings file .* is not valid JSON"),
+    ({"sampler": lambda *_: Sampler((8, 8))}, ValueError, r"sampler is for a \(8, 8\) grid"),
+    ({"sampler": {"stop": {"max_fraction": 0}}}, ValueError, r"max_fraction must be in \(0, 1\]"),
+    ({"sampler": {"stop": {"max_fraction": 1.5}}}, ValueError, r"max_fraction must be in \(0, 1\]"),
+    ({"sampler": {"stop": {"max_fraction": "0.2"}}}, (TypeError, ValueError), "max_fraction"),
+    ({"sampler": {"stop": "/no/such/stop.json"}}, ValueError, "stop"),
+    ({"sampler": {"stop": _binary_file}}, (TypeError, ValueError), "garbage.bin"),
+    ({"sampler": {"initial_fraction": 0}}, ValueError, r"initial_fraction must be in \(0, 1\]"),
+    ({"sampler": {"batch_size": 0}}, ValueError, "batch_size must be an integer >= 1"),
+    ({"sampler": {"seed": -1}}, (TypeError, ValueError), "seed"),
+    ({"sampler": {"model": 123}}, (TypeError, ValueError), "model"),
+    ({"sampler": {"model": "/no/such/model.safetensors"}}, ValueError, "model file not found"),
 ]
 
 
-@pytest.mark.parametrize("change, message", _BAD_ARGUMENTS, ids=[str(c) for c, _ in _BAD_ARGUMENTS])
-def test_every_bad_argument_is_named_before_anything_moves(blobs, change, message):
+def _case_id(change) -> str:
+    if isinstance(change, dict):
+        return "{" + ",".join(f"{k}={_case_id(v)}" for k, v in change.items()) + "}"
+    return getattr(change, "__name__", repr(change))
+
+
+@pytest.mark.parametrize("change, error, message", _BAD_ARGUMENTS, ids=[_case_id(c) for c, *_ in _BAD_ARGUMENTS])
+def test_every_bad_argument_is_named_before_anything_moves(blobs, tmp_path, change, error, message):
+    """Each bad argument is refused with an error naming it: no move, no trigger, no document."""
     scope = SimulatedMicroscope(blobs[:32, :32], name="sim")
     scope.x.limits = (0.0, 40.0)
-    args = {"y_start": 0, "y_stop": 31, "y_num": 32, "x_start": 0, "x_stop": 31, "x_num": 32, **change}
-    kwargs = {k: args.pop(k) for k in list(args) if k not in ("y_start", "y_stop", "y_num", "x_start", "x_stop",
-                                                               "x_num")}
+    args = {"detectors": [scope.det], "y_motor": scope.y, "y_start": 0, "y_stop": 31, "y_num": 32,
+            "x_motor": scope.x, "x_start": 0, "x_stop": 31, "x_num": 32}
+
+    def made(value):
+        if isinstance(value, dict):
+            return {k: made(v) for k, v in value.items()}
+        return value(scope, tmp_path) if callable(value) else value
+
+    args.update({k: made(v) for k, v in change.items()})
     RE = RunEngine({})
     docs = []
     RE.subscribe(lambda name, doc: docs.append(name))
-    with pytest.raises(ValueError, match=message) as err:
-        RE(smart_scan([scope.det], scope.y, args["y_start"], args["y_stop"], args["y_num"], scope.x, args["x_start"],
-                      args["x_stop"], args["x_num"], **kwargs))
+    with pytest.raises(error, match=message) as err:
+        RE(smart_scan(**args))
     assert scope.y.moves_ == scope.x.moves_ == scope.det.triggers_ == 0 and docs == []
-    print(f"\n{change} -> {err.value}")
+    print(f"\n{change} -> {type(err.value).__name__}: {err.value}")
+
+
+def test_the_sweep_of_bad_arguments_holds_at_least_forty_cases():
+    assert len(_BAD_ARGUMENTS) >= 40
 
 
 def test_an_image_that_is_not_2d_or_holds_nan_is_refused(blobs):
