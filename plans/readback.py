@@ -53,6 +53,10 @@ class ScanData:
         continues (``resumed_from``).
     beam_time : float or None
         Beam time the scan has spent, as its last batch reported.
+    incomplete : list of str
+        For each run read that may lack points, why: a run in the catalog that was never closed (its
+        session died and ``catalog.recover()`` has not been run) or holds fewer events than its stop
+        document counts, a journal that a live session is still writing. Empty when the scan is whole.
     """
 
     shape: tuple[int, int]
@@ -67,6 +71,7 @@ class ScanData:
     failed: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
     runs: list[str] = field(default_factory=list)
     beam_time: float | None = None
+    incomplete: list[str] = field(default_factory=list)
 
     def reconstruct(self) -> np.ndarray:
         """The image on the full grid, linearly interpolated from the measured points."""
@@ -84,6 +89,7 @@ class ScanData:
                        values=np.concatenate([self.values, later.values]), batches=batches,
                        probes=np.concatenate([self.probes, later.probes]),
                        failed=np.concatenate([self.failed, later.failed]), runs=self.runs + later.runs,
+                       incomplete=self.incomplete + later.incomplete,
                        beam_time=later.beam_time if later.beam_time is not None else self.beam_time)
 
 
@@ -136,8 +142,13 @@ def read_scan(run, *, earlier: bool = True) -> ScanData:
         table = tables[stream]
         return np.asarray(table[name]) if name in table else None
 
-    start = run.metadata["start"]
-    data = _scan_data(start, run.metadata.get("stop"), column)
+    start, stop = run.metadata["start"], run.metadata.get("stop")
+    data = _scan_data(start, stop, column)
+    counted = (stop or {}).get("num_events", {}).get("primary", 0)
+    if not stop:
+        data.incomplete.append(f"run {start['uid']} was never closed (no stop document: its session died)")
+    elif counted != len(data.points):
+        data.incomplete.append(f"run {start['uid']} holds {len(data.points)} of the {counted} points it measured")
     parent = start.get("resumed_from")
     if not earlier or not parent:
         return data
@@ -176,7 +187,7 @@ def read_scan_journal(path, *, earlier: bool = True) -> ScanData:
     from it. With ``earlier``, the journals of the runs it continues (in the same directory) are
     read too, the earliest first.
     """
-    from plans.storage import read_journal
+    from plans.storage import journal_in_use, read_journal
 
     reader = _JournalRows()
     for name, doc in read_journal(path):
@@ -191,6 +202,8 @@ def read_scan_journal(path, *, earlier: bool = True) -> ScanData:
         return [row[name] for row in rows]
 
     data = _scan_data(reader.start_doc, reader.stop_doc, column, where=f" in {path}")
+    if reader.stop_doc is None and journal_in_use(path):
+        data.incomplete.append(f"journal {path} is still being written by a live session")
     parent = reader.start_doc.get("resumed_from")
     if not earlier or not parent:
         return data

@@ -1,4 +1,4 @@
-"""Keeps a pause or suspension from replaying a point that is already saved."""
+"""Keeps a pause or suspension from replaying a point that is already saved, and knows what was saved."""
 
 from __future__ import annotations
 
@@ -17,16 +17,30 @@ class ReplayGuard:
     listens to the run's events and, asked to ``pause`` by the RunEngine while an event is saved
     and not yet followed by a checkpoint, raises `NoReplayAllowed`: the RunEngine then drops its
     replay cache and continues after the save.
+
+    A pause *before* the save (between a detector's read and the event's save, say) cannot be
+    refused: the replay moves, triggers and reads again, and the event stored holds the second
+    reading, not the one the plan was handed first. So the plan takes a point's value from the event
+    that was saved (`saved_data`), which this object keeps for every stream.
     """
 
     name = "smart_scan_replay_guard"
 
     def __init__(self) -> None:
         self.saved = False
+        self._streams: dict[str, str] = {}
+        self._last: dict[str, dict] = {}
 
     def __call__(self, name: str, doc: dict) -> None:
-        if name == "event":
+        if name == "descriptor":
+            self._streams[doc["uid"]] = doc.get("name", "primary")
+        elif name == "event":
             self.saved = True
+            self._last[self._streams.get(doc["descriptor"], "")] = doc["data"]
+
+    def saved_data(self, stream: str = "primary") -> dict:
+        """The data of the last event saved in ``stream`` (empty before the first)."""
+        return self._last.get(stream, {})
 
     def checkpoint(self):
         """`bps.checkpoint`, after which nothing saved is left to replay."""

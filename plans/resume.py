@@ -44,7 +44,11 @@ def _stored_scan(resume_from: Any) -> ScanData:
     if isinstance(resume_from, (str, Path)):
         if not Path(resume_from).is_file():
             raise ValueError(f"resume_from: no journal file {str(resume_from)!r}")
-        return read_scan_journal(resume_from)
+        try:
+            return read_scan_journal(resume_from)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"resume_from: {str(resume_from)!r} is not the journal of a smart_scan run "
+                             f"({type(exc).__name__}: {exc})") from None
     try:
         return read_scan(resume_from)
     except (AttributeError, KeyError, TypeError) as exc:
@@ -68,6 +72,11 @@ def resume(sampler: Sampler, resume_from: Any, grid: ScanGrid) -> Resumed:
         The grid of the new scan; it must be the earlier one's.
     """
     data = _stored_scan(resume_from)
+    if data.incomplete:
+        raise ValueError(
+            f"resume_from: {'; '.join(data.incomplete)}. Resuming now would measure its missing points again. "
+            "Run catalog.recover() first (it writes such a run whole from its journal and closes it), or pass "
+            "the run's journal file, which holds every point (resume_from='<catalog>/journal/<uid>.jsonl').")
     if tuple(data.shape) != tuple(grid.shape) or not np.allclose(data.extents, grid.extents):
         raise ValueError(f"resume_from is a {tuple(data.shape)} scan over {data.extents}; this scan is "
                          f"{tuple(grid.shape)} over {grid.extents}: resume on the same grid")

@@ -39,7 +39,7 @@ from plans.streams import STEERING_STREAM
 if TYPE_CHECKING:
     from databroker.v1 import Broker
 
-__all__ = ["DocumentJournal", "CatalogWriter", "Catalog", "replay_journal", "read_journal"]
+__all__ = ["DocumentJournal", "CatalogWriter", "Catalog", "replay_journal", "read_journal", "journal_in_use"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,9 @@ class DocumentJournal:
     "shape"}`` (`replay_journal` restores them). Lines are flushed to the operating system at once (they survive
     a crash of this process) and fsync'ed to the disk at each batch boundary and at the end of
     the run (they survive a power cut too).
+
+    While a run is open, its journal file is locked (``flock``); the lock goes with the process, so
+    `journal_in_use` tells a journal still being written from one whose session died.
 
     Parameters
     ----------
@@ -88,6 +91,7 @@ class DocumentJournal:
         if name == "start":
             run_uid = doc["uid"]
             self._files[run_uid] = open(self.path(run_uid), "a", encoding="utf-8")  # noqa: SIM115
+            _hold(self._files[run_uid])
         elif name == "descriptor":
             run_uid = doc["run_start"]
             self._run_of_descriptor[doc["uid"]] = run_uid
@@ -120,6 +124,34 @@ class DocumentJournal:
             os.fsync(f.fileno())
             f.close()
         self._files.clear()
+
+
+def _hold(f) -> None:
+    """Lock an open journal file for as long as it is open (and this process lives)."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:  # a file system without locks: recover() falls back on the file's age
+            logger.debug("journal: cannot lock %s: %s", f.name, exc)
+
+
+def journal_in_use(path: str | Path, *, quiet_for: float = 60.0) -> bool:
+    """Whether a journal file is being written by a live session (this one or another).
+
+    A session holds a lock on the journal of each run it has open; the operating system drops it
+    when the session ends, however it ends (``kill -9`` included). Where the file system cannot
+    lock (or on Windows), a journal written to in the last ``quiet_for`` seconds counts as in use.
+    """
+    if fcntl is not None:
+        try:
+            with open(path, "rb") as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        except OSError:
+            pass
+    return time.time() - Path(path).stat().st_mtime < quiet_for
 
 
 def _json_object_hook(d: dict):
@@ -414,34 +446,41 @@ class Catalog:
         gets a stop document with ``exit_status="abort"`` and a reason saying so. Afterwards
         ``resume_from=catalog.client[uid]`` continues the scan.
 
+        A journal that a live session is still writing (this one, or another on this machine: see
+        `journal_in_use`) is left alone, with a warning, and reported as ``"in use"``; a session
+        killed a moment ago holds none, so ``recover()`` right after a ``kill -9`` recovers its run.
+
         Parameters
         ----------
         uids : list of str, optional
-            Runs to check. Default: every run in the journal directory, except runs of this session
-            still open and journals written to in the last ``quiet_for`` seconds (another session
-            may be writing them).
+            Runs to check. Default: every run in the journal directory.
         quiet_for : float
-            See ``uids``.
+            Where journals cannot be locked (a file system without locks), one written to in the
+            last ``quiet_for`` seconds counts as in use.
 
         Returns
         -------
         dict
             Run uid -> what was done: ``"complete"`` (nothing to do), ``"written"`` (the catalog
             lacked the run), ``"rewritten"`` (the catalog held part of it), ``"closed"`` (only the
-            stop document was missing).
+            stop document was missing), ``"in use"`` (skipped: a live session is writing it).
         """
         from plans.catalog_server import UNCLOSED_REASON, unclosed_stop
 
         if uids is None:
-            now = time.time()
-            paths = [p for p in sorted(self.journal.directory.glob("*.jsonl"))
-                     if p.stem not in self.journal._files and now - p.stat().st_mtime >= quiet_for]
+            paths = sorted(self.journal.directory.glob("*.jsonl"))
         else:
             paths = [self.journal.path(uid) for uid in uids]
             missing = [str(p) for p in paths if not p.is_file()]
             if missing:
                 raise ValueError(f"uids: no journal for {missing}")
         done: dict[str, str] = {}
+        in_use = [p for p in paths if journal_in_use(p, quiet_for=quiet_for)]
+        for path in in_use:
+            done[path.stem] = "in use"
+            logger.warning("catalog.recover: skipped %s: a live session is still writing it (end that session, "
+                           "or let its run finish, then recover again)", path)
+        paths = [p for p in paths if p not in in_use]
         for path in paths:
             uid, counts, stop = _journal_summary(path)
             if uid is None:

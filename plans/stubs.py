@@ -132,12 +132,15 @@ def trigger_and_read(devices, timeout: float | None, name: str = "primary"):
 
 
 def measure_point(grid, pixel: tuple[int, int], readables, field: str, *, reduce: str = "sum", tries: int = 1,
-                  timeout: float | None = None):
+                  timeout: float | None = None, saved_data=None):
     """Move to ``pixel`` of ``grid`` and read ``readables`` into ``primary``, up to ``tries`` times.
 
     A try fails when a move fails or times out, a detector raises or times out, or the steering
     value (``field`` of the reading, reduced by ``reduce``) is not finite; a target beyond a motor's
-    limits ends the tries at once. Returns a `PointResult`.
+    limits ends the tries at once. With ``saved_data`` (a callable returning the data of the event
+    just saved, `ReplayGuard.saved_data`), the value is taken from what was stored, which differs
+    from the first reading when a pause before the save made the RunEngine read again. Returns a
+    `PointResult`.
     """
     result = PointResult()
     target = grid.position(*pixel)
@@ -157,9 +160,10 @@ def measure_point(grid, pixel: tuple[int, int], readables, field: str, *, reduce
         except Exception as exc:  # a fault of the instrument at this point
             result.problems.append(describe_fault(exc))
             continue
-        if field not in reading:
-            raise ValueError(f"value_field {field!r} is not among the fields read: {sorted(reading)}")
-        value = reduce_reading(reading[field]["value"], reduce)
+        stored = saved_data() if saved_data is not None else {key: r["value"] for key, r in reading.items()}
+        if field not in stored:
+            raise ValueError(f"value_field {field!r} is not among the fields read: {sorted(stored)}")
+        value = reduce_reading(stored[field], reduce)
         if np.isfinite(value):
             result.value = value
             return result

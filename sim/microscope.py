@@ -122,6 +122,14 @@ class SimulatedDetector(Device):
     With ``flux`` (photons per second at the brightest sample value) the reading is a photon count
     drawn for ``dwell`` seconds; with ``flux = 0`` it is the noiseless sample value. With a frame
     shape, a 2-D ``frame`` (a spot whose sum is the reading) is read as well.
+
+    Attributes
+    ----------
+    triggers_ : int
+        Exposures so far.
+    exposures_ : list of (y, x)
+        The stage position of every exposure, in order (what the sample received, whether or not
+        a reading of it was stored).
     """
 
     value = Cpt(Signal, value=0.0, kind=Kind.hinted)
@@ -134,6 +142,7 @@ class SimulatedDetector(Device):
         self.value.name = self.name
         self.scope: SimulatedMicroscope | None = None
         self.triggers_ = 0
+        self.exposures_: list[tuple[float, float]] = []
 
     def trigger(self) -> Status:
         """Wait for the stage, expose for ``dwell`` (simulated) and latch the reading."""
@@ -149,6 +158,7 @@ class SimulatedDetector(Device):
         if scope.frame_shape is not None:
             self.frame.put(value * scope.frame_pattern_)
         self.triggers_ += 1
+        self.exposures_.append((scope.y.position, scope.x.position))
         return _finished_after(self, dwell * scope.time_scale)
 
 

@@ -2,9 +2,10 @@
 
 ``python tests/scan_in_child.py CATALOG_DIR [--resume-from JOURNAL]``
 
-Prints ``uid <uid>`` when the run opens, ``event <n>`` after each point, ``paused`` when the
-RunEngine pauses (it then resumes at once) and ``done <exit status> <points>`` at the end. Every
-line is flushed, so a parent can act at a given point.
+Prints ``uid <uid>`` when the run opens, ``exposure <y> <x>`` at each trigger of the detector,
+``event <n>`` after each point, ``paused`` when the RunEngine pauses (it then resumes at once) and
+``done <exit status> <points>`` at the end. Every line is flushed, so a parent can act at a given
+point and count the sample's exposures of a session it killed.
 """
 
 import argparse
@@ -43,6 +44,13 @@ def main() -> int:
     args = parser.parse_args()
     # a 5 ms dwell and fast stages in real time: slow enough to be interrupted mid-scan
     scope = SimulatedMicroscope(sample_image(), name="sim", dwell=0.005, velocity=1e4, time_scale=1.0)
+    expose = scope.det.trigger
+
+    def trigger():
+        print("exposure", scope.y.position, scope.x.position, flush=True)
+        return expose()
+
+    scope.det.trigger = trigger
     with Catalog(args.catalog) as catalog:
         RE = RunEngine({})
         RE.subscribe(catalog.writer)

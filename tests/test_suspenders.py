@@ -79,9 +79,13 @@ def test_the_replay_guard_forbids_a_replay_only_between_a_saved_event_and_the_ne
 
     guard = ReplayGuard()
     guard.pause()  # nothing saved yet: the RunEngine may replay from its checkpoint
-    guard("descriptor", {})
+    guard("descriptor", {"uid": "d1", "name": "primary"})
+    guard("descriptor", {"uid": "d2", "name": "steering"})
     guard.pause()
-    guard("event", {"seq_num": 1})
+    assert guard.saved_data() == {}
+    guard("event", {"seq_num": 1, "descriptor": "d1", "data": {"det": 41000.41}})
+    guard("event", {"seq_num": 1, "descriptor": "d2", "data": {"batch": 1}})
+    assert guard.saved_data() == {"det": 41000.41} and guard.saved_data("steering") == {"batch": 1}
     with pytest.raises(NoReplayAllowed):
         guard.pause()
     msgs = list(guard.checkpoint())
