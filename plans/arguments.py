@@ -9,35 +9,14 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import bluesky.plan_stubs as bps
 
+from steering.checks import real_number, whole_number
+
 __all__ = ["real_number", "whole_number", "check_devices", "check_scan_options", "described_fields"]
-
-
-def real_number(name: str, value: Any, *, finite: bool = True) -> float:
-    """``value`` as a float; a TypeError or ValueError naming ``name`` unless it is a real number.
-
-    Strings, booleans and None are refused even where ``float()`` would take them: ``y_start="0"``
-    is a typing slip, not a position.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    number = float(value)
-    if finite and not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return number
-
-
-def whole_number(name: str, value: Any, minimum: int) -> int:
-    """``value`` as an int >= ``minimum``; an error naming ``name`` otherwise (2.0 is taken, 2.5 is not)."""
-    number = real_number(name, value, finite=False)
-    if not math.isfinite(number) or number != int(number) or number < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(number)
 
 
 def _is_readable(obj: Any) -> bool:

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from .checks import file_path, number_in, real_number, whole_number
 from .erd import ERDNet, load_model
 from .maps import SamplingMaps
 from .patterns import PATTERNS, initial_pattern
@@ -42,31 +43,32 @@ def as_points(points, shape: tuple[int, int], what: str = "points") -> np.ndarra
     return p
 
 
-def _check_settings(shape, initial_fraction, initial_pattern, batch_size, stop, suppression, distance_discount,
-                    probe_fraction) -> tuple[int, int]:
-    """Refuse bad `Sampler` settings with a ValueError naming the setting; return the grid shape."""
+def _check_settings(shape, model, initial_fraction, initial_pattern, batch_size, stop, seed, suppression,
+                    distance_discount, probe_fraction) -> tuple[int, int]:
+    """Refuse bad `Sampler` settings with an error naming the setting; return the grid shape."""
     try:
         H, W = (int(s) for s in shape)
-        if (H, W) != tuple(shape):
+        if (H, W) != tuple(shape) or any(isinstance(s, (bool, str)) for s in shape):
             raise TypeError
     except (TypeError, ValueError):
         raise ValueError(f"shape must be two integers (H, W), got {shape!r}") from None
     if H < 1 or W < 1:
         raise ValueError(f"shape must be at least 1x1, got {H}x{W}")
-    if not (0.0 < float(initial_fraction) <= 1.0):
-        raise ValueError(f"initial_fraction must be in (0, 1], got {initial_fraction}")
+    if model is not None and not isinstance(model, ERDNet):
+        file_path("model (an ERDNet, a model file's path or None)", model)
+    number_in("initial_fraction", initial_fraction, 0.0, 1.0, closed="high")
     if initial_pattern not in PATTERNS:
         raise ValueError(f"initial_pattern must be one of {PATTERNS}, got {initial_pattern!r}")
-    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
+    if batch_size is not None:
+        whole_number("batch_size", batch_size, 1)
     if stop is not None and not isinstance(stop, StopCriteria):
         raise ValueError(f"stop must be a StopCriteria, got {type(stop).__name__}")
-    if not suppression >= 0:
+    if seed is not None:
+        whole_number("seed", seed, 0)
+    if not real_number("suppression", suppression, finite=False) >= 0:
         raise ValueError(f"suppression must be >= 0, got {suppression}")
-    if not np.isfinite(distance_discount):
-        raise ValueError(f"distance_discount must be finite, got {distance_discount}")
-    if not (0.0 <= float(probe_fraction) <= 0.5):
-        raise ValueError(f"probe_fraction must be in [0, 0.5], got {probe_fraction}")
+    real_number("distance_discount", distance_discount)
+    number_in("probe_fraction", probe_fraction, 0.0, 0.5)
     return H, W
 
 
@@ -120,7 +122,7 @@ class Sampler:
                  initial_pattern: str = "halton", batch_size: int | None = None, stop: StopCriteria | None = None,
                  seed: int | None = None, suppression: float = 0.75, distance_discount: float = 0.0,
                  probe_fraction: float = 0.0):
-        H, W = _check_settings(shape, initial_fraction, initial_pattern, batch_size, stop, suppression,
+        H, W = _check_settings(shape, model, initial_fraction, initial_pattern, batch_size, stop, seed, suppression,
                                distance_discount, probe_fraction)
         self.shape = (H, W)
         self.model = model
@@ -139,7 +141,7 @@ class Sampler:
         self._n = H * W
         self._maps = SamplingMaps(self.shape, self.model_)
         self._signals = StopSignals(self.stop_.error_window, probes=self.probe_fraction > 0)
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(None if seed is None else int(seed))
         # the probes' own generator, so that the ERD picks and the initial pattern of a seed stay
         # what they are without probes
         self._probe_rng = np.random.default_rng(None if seed is None else [int(seed), 1])

@@ -7,6 +7,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from .checks import number_in, real_number, whole_number
+
 __all__ = ["StopCriteria", "DATA_RULES", "RISING_RULES", "LIMITS"]
 
 #: Rules that watch a signal of the scan and fire when it reaches their threshold.
@@ -84,24 +86,24 @@ class StopCriteria:
     min_fraction: float = 0.02
 
     def __post_init__(self):
-        if self.max_fraction is not None and not (0.0 < float(self.max_fraction) <= 1.0):
-            raise ValueError(f"max_fraction must be in (0, 1], got {self.max_fraction}")
-        if self.max_points is not None and (int(self.max_points) != self.max_points or self.max_points < 1):
-            raise ValueError(f"max_points must be an integer >= 1, got {self.max_points}")
-        if self.erd_ratio is not None and not (0.0 < float(self.erd_ratio) < 1.0):
-            raise ValueError(f"erd_ratio must be in (0, 1), got {self.erd_ratio}")
+        if self.max_fraction is not None:
+            number_in("max_fraction", self.max_fraction, 0.0, 1.0, closed="high")
+        if self.max_points is not None:
+            whole_number("max_points", self.max_points, 1)
+        for rule in ("erd_ratio", "ssim_estimate"):
+            if getattr(self, rule) is not None:
+                number_in(rule, getattr(self, rule), 0.0, 1.0, closed="neither")
         for rule in ("prediction_error", "recon_change", "max_wall_time", "max_beam_time"):
             value = getattr(self, rule)
-            if value is not None and not (float(value) > 0.0 and math.isfinite(float(value))):
+            if value is None:
+                continue
+            number = real_number(rule, value, finite=False)
+            if not (number > 0.0 and math.isfinite(number)):
                 raise ValueError(f"{rule} must be a finite number > 0, got {value}")
-        if self.ssim_estimate is not None and not (0.0 < float(self.ssim_estimate) < 1.0):
-            raise ValueError(f"ssim_estimate must be in (0, 1), got {self.ssim_estimate}")
-        if self.combine not in ("any", "all"):
+        if not isinstance(self.combine, str) or self.combine not in ("any", "all"):
             raise ValueError(f"combine must be 'any' or 'all', got {self.combine!r}")
-        if int(self.error_window) != self.error_window or self.error_window < 1:
-            raise ValueError(f"error_window must be an integer >= 1, got {self.error_window}")
-        if not (0.0 <= float(self.min_fraction) <= 1.0):
-            raise ValueError(f"min_fraction must be in [0, 1], got {self.min_fraction}")
+        whole_number("error_window", self.error_window, 1)
+        number_in("min_fraction", self.min_fraction, 0.0, 1.0)
 
     def __repr__(self) -> str:
         changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) != f.default]
@@ -190,16 +192,23 @@ class StopCriteria:
     def from_json(cls, source: str | Path) -> StopCriteria:
         """Build from a JSON file (path) or JSON text; errors name the file and what was wrong."""
         text = str(source)
+        where = f"stop criteria {text[:80]!r}"
         if not text.lstrip().startswith("{"):
             path = Path(source)
+            where = f"stop criteria file {str(path)!r}"
             try:
                 text = path.read_text()
             except OSError as exc:
-                raise ValueError(f"cannot read stop criteria file {str(path)!r}: {exc}") from None
+                raise ValueError(f"cannot read {where}: {exc}") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"{where} is not a text file (JSON of StopCriteria fields expected)") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"stop criteria {str(source)[:80]!r} is not valid JSON: {exc}") from None
+            raise ValueError(f"{where} is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"stop criteria must be a JSON object, got {type(data).__name__}")
-        return cls.from_dict(data)
+            raise ValueError(f"{where} must hold a JSON object, got {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None

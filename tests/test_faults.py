@@ -253,8 +253,8 @@ def test_every_bad_argument_is_named_before_anything_moves(blobs, tmp_path, chan
     print(f"\n{change} -> {type(err.value).__name__}: {err.value}")
 
 
-def test_the_sweep_of_bad_arguments_holds_at_least_forty_cases():
-    assert len(_BAD_ARGUMENTS) >= 40
+def test_the_sweep_of_bad_arguments_holds_the_cases_the_readme_counts():
+    assert len(_BAD_ARGUMENTS) >= 56
 
 
 def test_an_image_that_is_not_2d_or_holds_nan_is_refused(blobs):

@@ -198,6 +198,9 @@ def replay(image, *, name: str = "image", metric: str = "ssim", cap: float = 0.5
         `Sampler.probe_fraction` of the scans: random probes change where the replay samples.
     """
     image = as_image(image, what=name)
+    if np.ptp(image) == 0:
+        raise ValueError(f"reference image {name!r} is blank: every pixel is {image.flat[0]:g}, so no sampling can "
+                         "improve on another and it cannot set a stop threshold; leave it out")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
     if not 0.0 < cap <= 1.0:
