@@ -15,12 +15,14 @@ import numpy as np
 
 from .checks import file_path, number_in, real_number, whole_number
 from .erd import ERDNet, load_model
+from .fly import FlyPlanner, fly_budget
 from .maps import SamplingMaps
 from .patterns import PATTERNS, initial_pattern
 from .routing import order_route
 from .selection import select_by_erd
 from .signals import StopSignals, local_variance
 from .stopping import StopCriteria
+from .timing import StageTiming
 
 __all__ = ["Sampler", "as_points"]
 
@@ -72,6 +74,46 @@ def _check_settings(shape, model, initial_fraction, initial_pattern, batch_size,
     return H, W
 
 
+def _check_mode(timing, scan_mode, probe_fraction) -> tuple[StageTiming | None, str]:
+    """Refuse a scan mode the other settings cannot serve; return ``(timing, scan_mode)``."""
+    if scan_mode not in ("point", "fly"):
+        raise ValueError(f"scan_mode must be 'point' or 'fly', got {scan_mode!r}")
+    if timing is not None and not isinstance(timing, StageTiming):
+        raise TypeError(f"timing must be a steering.timing.StageTiming, got {type(timing).__name__}")
+    if scan_mode == "fly" and timing is None:
+        raise ValueError("scan_mode='fly' needs timing=StageTiming(...): segments are chosen per second of beam time")
+    if scan_mode == "fly" and probe_fraction > 0:
+        raise ValueError("probe_fraction > 0 is for scan_mode='point': a fly scan flies segments, not random points")
+    return timing, scan_mode
+
+
+def _checked_report(points, values, failed, beam_time, probes, measured: np.ndarray):
+    """What `Sampler.tell` was told, checked: ``(flat indices, values, failed)``; errors say what is wrong."""
+    pts = as_points(points, measured.shape)
+    k = len(pts)
+    vals = np.asarray(values, dtype=np.float64)
+    if vals.shape != (k,):
+        raise ValueError(f"values must have shape ({k},) to match points, got {vals.shape}")
+    fail = np.zeros(k, bool) if failed is None else np.asarray(failed, dtype=bool)
+    if fail.shape != (k,):
+        raise ValueError(f"failed must have shape ({k},) to match points, got {fail.shape}")
+    if beam_time is not None and not (np.isfinite(beam_time) and beam_time >= 0):
+        raise ValueError(f"beam_time must be a finite number >= 0, got {beam_time}")
+    bad = ~np.isfinite(vals) & ~fail
+    if bad.any():
+        raise ValueError(f"non-finite values at points {pts[bad][:5].tolist()}: mark failed measurements "
+                         "with failed=...")
+    flat = pts[:, 0] * measured.shape[1] + pts[:, 1]
+    if len(np.unique(flat)) != k:
+        raise ValueError("points contains duplicates")
+    again = measured.ravel()[flat]
+    if again.any():
+        raise ValueError(f"points already measured: {pts[again][:5].tolist()}")
+    if probes is not None and np.shape(probes) != (k,):
+        raise ValueError(f"probes must have shape ({k},) to match points, got {np.shape(probes)}")
+    return flat, vals, fail
+
+
 class Sampler:
     """Adaptive sampling of an H x W grid driven by a learned ERD (ask/tell).
 
@@ -106,6 +148,13 @@ class Sampler:
         (`steering.signals.estimate_ssim_at_probes`), which comes close to the real SSIM where the
         sampler's own picks overstate the error, at the cost of those points' information (about
         0.2 dB of PSNR at 0.1). Default 0: no probes.
+    timing : StageTiming or None
+        The stage and detector's timing model (`steering.timing`); needed for ``scan_mode="fly"``.
+    scan_mode : {"point", "fly"}
+        ``"point"``: each asked pixel is a step. ``"fly"``: a raster, then row segments by ERD per
+        second of beam time (`steering.fly.FlyPlanner`); `ask` returns the pixels in flying order
+        (`steering.timing.flown_runs` cuts them into lines) and the budget is ``stop.max_beam_time``
+        (else ``stop.max_fraction`` of a full fly raster's time).
 
     Attributes
     ----------
@@ -114,6 +163,8 @@ class Sampler:
     batch_size_ : int
     history_ : list of dict
         One record per `tell` once the maps exist: the stop signals, ``tell_time`` and ``stop_reason``.
+    fly_ : FlyPlanner or None
+        The fly-mode planner (``planned_``: seconds of the routes asked for so far).
     ask_times_, tell_times_ : list of float
         Seconds each `ask` and each `tell` (once the maps exist) took.
     """
@@ -121,7 +172,7 @@ class Sampler:
     def __init__(self, shape: tuple[int, int], *, model: ERDNet | str | None = None, initial_fraction: float = 0.01,
                  initial_pattern: str = "halton", batch_size: int | None = None, stop: StopCriteria | None = None,
                  seed: int | None = None, suppression: float = 0.75, distance_discount: float = 0.0,
-                 probe_fraction: float = 0.0):
+                 probe_fraction: float = 0.0, timing: StageTiming | None = None, scan_mode: str = "point"):
         H, W = _check_settings(shape, model, initial_fraction, initial_pattern, batch_size, stop, seed, suppression,
                                distance_discount, probe_fraction)
         self.shape = (H, W)
@@ -134,12 +185,16 @@ class Sampler:
         self.suppression = float(suppression)
         self.distance_discount = float(distance_discount)
         self.probe_fraction = float(probe_fraction)
+        self.timing, self.scan_mode = _check_mode(timing, scan_mode, probe_fraction)
         self.model_ = model if isinstance(model, ERDNet) else load_model(model)
         self.model_.eval()
         self.stop_ = stop if stop is not None else StopCriteria()
         self.batch_size_ = int(batch_size) if batch_size is not None else max(1, min(50, (H * W) // 100))
         self._n = H * W
         self._maps = SamplingMaps(self.shape, self.model_)
+        fly = scan_mode == "fly"
+        self.fly_ = FlyPlanner(self.shape, timing, fly_budget(self.shape, timing, self.stop_)) if fly else None
+        self._initial_n = max(1, int(round(self.initial_fraction * self._n)))
         self._signals = StopSignals(self.stop_.error_window, probes=self.probe_fraction > 0)
         self._rng = np.random.default_rng(None if seed is None else int(seed))
         # the probes' own generator, so that the ERD picks and the initial pattern of a seed stay
@@ -266,12 +321,13 @@ class Sampler:
         budget = self.stop_.point_budget(self._n) - self.n_measured - int(self._pending.sum())
         if self.done or budget <= 0:
             return np.zeros((0, 2), np.int64)
-        flat = self._ask_initial(n) if not self._maps.ready else self._ask_adaptive(min(n or self.batch_size_, budget))
+        flat = self._ask_initial(n, start) if not self._maps.ready else self._ask_next(n or self.batch_size_, start)
         if flat is None:
             return np.zeros((0, 2), np.int64)
         flat = flat[:budget]
         pts = np.stack(np.divmod(flat, self.shape[1]), axis=1).astype(np.int64)
-        pts = pts[order_route(pts, start)]
+        if self.fly_ is None:
+            pts = pts[order_route(pts, start)]
         self._pending.ravel()[pts[:, 0] * self.shape[1] + pts[:, 1]] = True
         self.ask_times_.append(time.perf_counter() - t0)
         return pts
@@ -296,29 +352,7 @@ class Sampler:
             rebuilding a scan with ``probe_fraction`` > 0 from stored data.
         """
         t0 = time.perf_counter()
-        pts = as_points(points, self.shape)
-        k = len(pts)
-        vals = np.asarray(values, dtype=np.float64)
-        if vals.shape != (k,):
-            raise ValueError(f"values must have shape ({k},) to match points, got {vals.shape}")
-        fail = np.zeros(k, bool) if failed is None else np.asarray(failed, dtype=bool)
-        if fail.shape != (k,):
-            raise ValueError(f"failed must have shape ({k},) to match points, got {fail.shape}")
-        if beam_time is not None and not (np.isfinite(beam_time) and beam_time >= 0):
-            raise ValueError(f"beam_time must be a finite number >= 0, got {beam_time}")
-        bad = ~np.isfinite(vals) & ~fail
-        if bad.any():
-            raise ValueError(
-                f"non-finite values at points {pts[bad][:5].tolist()}: mark failed measurements with failed=..."
-            )
-        flat = pts[:, 0] * self.shape[1] + pts[:, 1]
-        if len(np.unique(flat)) != k:
-            raise ValueError("points contains duplicates")
-        again = self._maps.measured.ravel()[flat]
-        if again.any():
-            raise ValueError(f"points already measured: {pts[again][:5].tolist()}")
-        if probes is not None and np.shape(probes) != (k,):
-            raise ValueError(f"probes must have shape ({k},) to match points, got {np.shape(probes)}")
+        flat, vals, fail = _checked_report(points, values, failed, beam_time, probes, self._maps.measured)
         if beam_time is not None:
             self._signals.beam_time = float(beam_time)
         probed = (self._probing.ravel()[flat] if probes is None else np.asarray(probes, dtype=bool)) & ~fail
@@ -367,7 +401,7 @@ class Sampler:
         if not maps.ready:
             maps.add(flat, vals)
             if (self._initial_queue is not None and len(self._initial_queue) == 0 and not self._pending.any()) or (
-                    maps.n_measured >= max(1, int(round(self.initial_fraction * self._n)))):
+                    maps.n_measured >= self._initial_n):
                 self._initial_queue = np.zeros(0, np.int64)
                 self._build()
             return
@@ -387,11 +421,14 @@ class Sampler:
             n_excluded = int((self._excluded & ~self._maps.measured).sum())
             self._stop_reason = f"nothing left to measure: {n_excluded} pixels excluded, every other one measured"
 
-    def _ask_initial(self, n: int | None) -> np.ndarray | None:
+    def _ask_initial(self, n: int | None, start) -> np.ndarray | None:
         measured = self._maps.measured
-        if self._initial_queue is None:
-            want = max(1, int(round(self.initial_fraction * self._n))) - self.n_measured
-            pts = initial_pattern(self.shape, want, kind=self.initial_pattern, rng=self._rng, exclude=measured)
+        if self._initial_queue is None and self.fly_ is not None:
+            self._initial_queue = self.fly_.initial()
+            self._initial_n = len(self._initial_queue)
+        elif self._initial_queue is None:
+            pts = initial_pattern(self.shape, self._initial_n - self.n_measured, kind=self.initial_pattern,
+                                  rng=self._rng, exclude=measured)
             self._initial_queue = pts[:, 0] * self.shape[1] + pts[:, 1]
         taken = (self._pending | measured | self._excluded).ravel()[self._initial_queue]
         queue = self._initial_queue[~taken]  # a failed point of the pattern is asked again, no other
@@ -399,11 +436,17 @@ class Sampler:
             if self.n_measured == 0 or self._pending.any():
                 return None
             self._build()
-            return self._ask_adaptive(n or self.batch_size_)
+            return self._ask_next(n or self.batch_size_, start)
         return queue if n is None else queue[:n]
 
-    def _ask_adaptive(self, n: int) -> np.ndarray:
+    def _ask_next(self, n: int, start) -> np.ndarray:
         cand_mask = ~(self._maps.measured | self._pending | self._excluded)
+        if self.fly_ is not None:
+            flat = self.fly_.next_batch(self._maps.erd, self._maps.distance, cand_mask, start, self._signals.beam_time)
+            if len(flat) == 0 and not self._pending.any():
+                self._stop_reason = (f"beam time budget planned: {self.fly_.planned_:.1f} s of "
+                                     f"{self.fly_.budget:.1f} s at fraction {self.fraction:.4f}")
+            return flat
         if self.probe_fraction > 0 and cand_mask.any():
             # whole probes per batch, the fractions carried over, so small batches probe too
             self._probe_credit += self.probe_fraction * n

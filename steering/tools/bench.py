@@ -1,6 +1,7 @@
 """Benchmark: the Sampler against general adaptive and non-adaptive samplers, in one run.
 
-``python -m steering.bench`` (quick) or ``python -m steering.bench --full``. For every image, at each
+``python -m steering.tools.bench`` (quick) or ``--full``; ``--beam-time`` compares at equal beam time
+instead (`steering.tools.bench_beam_time`). For every image, at each
 measured fraction, it scores the reconstruction of
 
 - ``sampler``: this package's `Sampler` with the shipped ERD model,
@@ -47,8 +48,8 @@ def default_data_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
-def benchmark_images(data_dir: Path, *, full: bool = False) -> dict[str, np.ndarray]:
-    """The benchmark set: every image in ``data_dir`` plus held-out scikit-image images.
+def benchmark_images(data_dir: Path, *, full: bool = False, skimage: bool = True) -> dict[str, np.ndarray]:
+    """The benchmark set: every image in ``data_dir`` plus (``skimage``) held-out scikit-image images.
 
     In quick mode the scikit-image images are reduced to at most 256 pixels a side.
     """
@@ -59,6 +60,8 @@ def benchmark_images(data_dir: Path, *, full: bool = False) -> dict[str, np.ndar
                 images[f"{f.parent.name}/{f.stem}"] = load_image(f)
     else:
         print(f"warning: no data directory at {data_dir}; benchmarking scikit-image images only", file=sys.stderr)
+    if not skimage:
+        return images
     import skimage.data
     from skimage.transform import resize
 
@@ -217,7 +220,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-learner2d", action="store_true", help="skip the python-adaptive baseline")
     ap.add_argument("--only", default=None, help="substring: benchmark only matching images")
     ap.add_argument("--no-speed", action="store_true", help="skip the 512x512 / 1024x1024 decision-time check")
+    ap.add_argument("--beam-time", action="store_true",
+                    help="compare fly mode, point mode and coarse fly rasters at equal beam time on the data folder")
     args = ap.parse_args(argv)
+    if args.beam_time:
+        return _main_beam_time(args)
 
     from tqdm import tqdm
 
@@ -278,6 +285,26 @@ def main(argv=None) -> int:
     report = [_fmt_table(rows), "", _fmt_summary(summary), "", _fmt_timing(timing), "", _fmt_speed(speed)]
     (args.out / "bench.md").write_text("\n".join(report) + "\n")
     print("\n".join(report))
+    return 0
+
+
+def _main_beam_time(args) -> int:
+    from ..erd import load_model
+    from .bench_beam_time import beam_time_benchmark, format_beam_time
+
+    data = args.data or default_data_dir()
+    images = benchmark_images(data, full=False, skimage=False)
+    if args.only:
+        images = {k: v for k, v in images.items() if args.only in k}
+    if not images:
+        print(f"no images in {data}", file=sys.stderr)
+        return 2
+    rows = beam_time_benchmark(images, model=load_model(args.model), seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "beam_time.json").write_text(json.dumps(rows, indent=1))
+    report = format_beam_time(rows)
+    (args.out / "beam_time.md").write_text(report + "\n")
+    print(report)
     return 0
 
 

@@ -1,0 +1,149 @@
+"""Benchmark at equal beam time: fly mode, point mode and coarse fly rasters, in one run.
+
+``python -m steering.bench --beam-time``. A scientist pays in beam time, not in points: for each
+image of the data folder, each scenario (a stage of 50 nm pixels, 0.2 mm/s, 2 mm/s², 20 ms settle
+and 0.3 s per flown line, with a 10 ms or a 200 ms dwell) and each budget (a share of a full fly
+raster's time), it scores the Delaunay-linear reconstruction of
+
+- ``fly``: the `Sampler` in fly mode (`steering.fly`), the budget as ``max_beam_time``;
+- ``point``: the `Sampler` in point mode, every point a move, a settle and a dwell, until the
+  budget is spent;
+- ``raster``: the finest coarse fly raster, every k-th row and column, that fits the budget;
+- ``fly_raster``: the raster fly mode starts from, stretched to the whole budget (rows further
+  apart than columns), without any steering: what the adaptive segments add is ``fly`` minus it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from ..fly import coarse_raster, fly_raster, full_raster_time, raster_positions, raster_time
+from ..loop import run
+from ..metrics import quality
+from ..reconstruction import reconstruct_linear
+from ..sampler import Sampler
+from ..stopping import StopCriteria
+from ..timing import StageTiming
+
+__all__ = ["SCENARIOS", "BUDGETS", "METHODS", "run_fly", "run_point", "finest_raster", "beam_time_benchmark",
+           "format_beam_time"]
+
+#: The stage of the issue that sized the problem (lengths in mm), with a fast and a slow detector.
+SCENARIOS = {
+    "fast": StageTiming(pixel_size=50e-6, dwell=0.01, velocity=0.2, acceleration=2.0, settle=0.02, line_overhead=0.3),
+    "slow": StageTiming(pixel_size=50e-6, dwell=0.2, velocity=0.2, acceleration=2.0, settle=0.02, line_overhead=0.3),
+}
+#: Budgets as shares of a full fly raster's beam time.
+BUDGETS = (0.05, 0.10, 0.25)
+METHODS = ("fly", "point", "raster", "fly_raster")
+
+
+def run_fly(truth: np.ndarray, timing: StageTiming, seconds: float, *, model=None, seed: int = 0) -> tuple:
+    """Fly-mode sampling of ``truth`` within ``seconds``; ``(points, beam time of its route)``."""
+    s = Sampler(truth.shape, model=model, seed=seed, timing=timing, scan_mode="fly",
+                stop=StopCriteria(max_fraction=None, max_beam_time=seconds))
+    route = []
+
+    def measure(p):
+        route.append(p)
+        return truth[p[:, 0], p[:, 1]]
+
+    run(s, measure)
+    return s.measured_points, timing.route_time(np.vstack(route), mode="fly")
+
+
+def run_point(truth: np.ndarray, timing: StageTiming, seconds: float, *, model=None, seed: int = 0) -> tuple:
+    """Point-mode sampling of ``truth``, each point a step, until ``seconds`` are spent; ``(points, seconds)``."""
+    s = Sampler(truth.shape, model=model, seed=seed, stop=StopCriteria(max_fraction=None))
+    spent, here = 0.0, None
+    while not s.done:
+        p = s.ask(start=here)
+        if len(p) == 0:
+            break
+        start = p[0] if here is None else here
+        steps = np.abs(np.diff(np.vstack([start, p]), axis=0))
+        cost = np.maximum(timing.move_times(steps[:, 0]), timing.move_times(steps[:, 1])) + timing.settle + timing.dwell
+        fits = int(np.searchsorted(np.cumsum(cost), seconds - spent, side="right"))
+        if fits < len(p):
+            s.release(p[fits:])
+            p = p[:fits]
+        if len(p) == 0:
+            break
+        spent += float(cost[:fits].sum())
+        s.tell(p, truth[p[:, 0], p[:, 1]])
+        here = p[-1]
+        if fits < len(steps):
+            break
+    return s.measured_points, spent
+
+
+def finest_raster(shape: tuple[int, int], timing: StageTiming, seconds: float) -> tuple:
+    """The smallest k whose coarse fly raster (every k-th row and column) fits; ``(k, points, seconds)``."""
+    for k in range(1, max(shape)):
+        t = raster_time(raster_positions(shape[0], k), raster_positions(shape[1], k), timing)
+        if t <= seconds:
+            return k, coarse_raster(shape, k), t
+    pts = coarse_raster(shape, max(shape) - 1)
+    return max(shape) - 1, pts, timing.route_time(pts, mode="fly")
+
+
+def _score(truth, points) -> dict:
+    recon = reconstruct_linear(truth.shape, points, truth[points[:, 0], points[:, 1]])
+    return {k: v for k, v in quality(truth, recon).items() if k in ("psnr", "ssim")}
+
+
+def beam_time_benchmark(images: dict[str, np.ndarray], *, scenarios=None, budgets=BUDGETS, model=None,
+                        seed: int = 0, progress: bool = True) -> list[dict]:
+    """One row per image, scenario, budget and method: PSNR, SSIM, fraction measured, beam time used."""
+    from tqdm import tqdm
+
+    scenarios = SCENARIOS if scenarios is None else scenarios
+    rows = []
+    jobs = [(n, s, b) for n in images for s in scenarios for b in budgets]
+    for name, scenario, budget in tqdm(jobs, desc="beam-time benchmark", file=sys.stderr, disable=not progress):
+        truth = images[name]
+        truth = (truth - truth.min()) / max(float(np.ptp(truth)), 1e-12)
+        timing = scenarios[scenario]
+        seconds = budget * full_raster_time(truth.shape, timing)
+        k, raster, raster_time = finest_raster(truth.shape, timing, seconds)
+        stretched = fly_raster(truth.shape, timing, seconds)
+        results = {
+            "fly": run_fly(truth, timing, seconds, model=model, seed=seed),
+            "point": run_point(truth, timing, seconds, model=model, seed=seed),
+            "raster": (raster, raster_time),
+            "fly_raster": (stretched, timing.route_time(stretched, mode="fly")),
+        }
+        for method, (points, used) in results.items():
+            rows.append({"image": name, "shape": list(truth.shape), "scenario": scenario, "budget": budget,
+                         "method": method, "fraction": len(points) / truth.size, "beam_time": used,
+                         "budget_seconds": seconds, "raster_step": k, **_score(truth, points)})
+    return rows
+
+
+def format_beam_time(rows: list[dict]) -> str:
+    """Per-image PSNR/SSIM table and the means, with fly minus raster per scenario and budget."""
+    lines = ["| image | scenario | budget | " + " | ".join(f"{m} PSNR/SSIM (frac)" for m in METHODS) + " |",
+             "|---|---|---|" + "---|" * len(METHODS)]
+    table: dict = {}
+    for r in rows:
+        table.setdefault((r["image"], r["scenario"], r["budget"]), {})[r["method"]] = r
+    for (image, scenario, budget), by in table.items():
+        cells = [f"{by[m]['psnr']:.2f}/{by[m]['ssim']:.3f} ({by[m]['fraction']:.3f})" for m in METHODS]
+        lines.append(f"| {image} | {scenario} | {budget:.2f} | " + " | ".join(cells) + " |")
+    lines += ["", "| scenario | budget | " + " | ".join(f"mean {m} PSNR" for m in METHODS)
+              + " | fly - raster mean (min) | best mode - raster mean | fly - fly_raster mean |",
+              "|---|---|" + "---|" * (len(METHODS) + 3)]
+    for scenario in dict.fromkeys(r["scenario"] for r in rows):
+        for budget in dict.fromkeys(r["budget"] for r in rows):
+            sel = [by for (_, s, b), by in table.items() if s == scenario and b == budget]
+            if not sel:
+                continue
+            mean = {m: np.mean([by[m]["psnr"] for by in sel]) for m in METHODS}
+            gain = np.array([by["fly"]["psnr"] - by["raster"]["psnr"] for by in sel])
+            best = max(mean["fly"], mean["point"]) - mean["raster"]
+            adaptive = mean["fly"] - mean["fly_raster"]
+            lines.append(f"| {scenario} | {budget:.2f} | " + " | ".join(f"{mean[m]:.2f}" for m in METHODS)
+                         + f" | {gain.mean():+.2f} ({gain.min():+.2f}) | {best:+.2f} | {adaptive:+.2f} |")
+    return "\n".join(lines)

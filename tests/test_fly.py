@@ -1,0 +1,131 @@
+"""Fly-scan steering: the stage timing model, flown runs, the fly-mode sampler and its baselines."""
+
+import math
+
+import numpy as np
+import pytest
+
+from steering import Sampler, StopCriteria, run
+from steering.fly import coarse_raster, fly_budget, fly_raster, full_raster_time
+from steering.timing import StageTiming, flown_runs
+from steering.tools.bench_beam_time import SCENARIOS, finest_raster, run_fly, run_point
+
+FAST = SCENARIOS["fast"]  # 50 nm pixels (mm), 10 ms dwell, 0.2 mm/s, 2 mm/s², 20 ms settle, 0.3 s per line
+
+
+def test_a_move_is_triangular_when_short_and_trapezoidal_when_long():
+    # 1 pixel = 50 nm at 2 mm/s²: 2 * sqrt(5e-5 / 2) s
+    assert FAST.move_time(1) == pytest.approx(2 * math.sqrt(2.5e-5))
+    assert FAST.move_time(-1) == FAST.move_time(1) and FAST.move_time(0) == 0.0
+    # 1 mm (20000 pixels) reaches 0.2 mm/s: 1 / 0.2 + 0.2 / 2 s
+    assert FAST.move_time(20000) == pytest.approx(5.1)
+    # the two profiles meet where the triangle just reaches full speed (v^2 / a = 0.02 mm = 400 pixels)
+    assert FAST.move_time(400) == pytest.approx(0.2) and FAST.move_time(400.0001) == pytest.approx(0.2, rel=1e-6)
+    np.testing.assert_allclose(FAST.move_times([0, 1, 400, 20000]), [0, FAST.move_time(1), 0.2, 5.1])
+
+
+def test_a_step_a_flown_line_and_the_speed_limit_cost_what_the_model_says():
+    assert FAST.step_time((0, 0), (0, 1)) == pytest.approx(FAST.move_time(1) + 0.02 + 0.01)
+    assert FAST.travel_time((0, 0), (3, 1)) == FAST.move_time(3)  # the axes move together
+    assert FAST.flight_time(128) == pytest.approx(0.3 + 1.28)
+    # 40 pixels in one 10 ms dwell is 0.2 mm/s: faster than that, the speed limit sets the pace
+    assert FAST.pixel_time(40) == pytest.approx(0.01) and FAST.pixel_time(80) == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("dwell", 0, "dwell must be > 0"),
+    ("velocity", "0.2", "velocity must be a number"),
+    ("settle", -0.1, "settle must be >= 0"),
+    ("line_overhead", float("nan"), "line_overhead must be finite"),
+])
+def test_bad_timing_is_named(field, value, message):
+    settings = {"pixel_size": 50e-6, "dwell": 0.01, "velocity": 0.2, "acceleration": 2.0, field: value}
+    with pytest.raises((TypeError, ValueError), match=message):
+        StageTiming(**settings)
+
+
+def test_a_route_is_cut_into_the_lines_a_fly_scan_flies():
+    route = [(0, 0), (0, 1), (0, 2), (0, 4), (0, 6), (1, 6), (1, 5), (2, 0), (3, 3), (3, 4)]
+    assert flown_runs(route) == [(0, 3), (3, 5), (5, 7), (7, 8), (8, 10)]
+    assert flown_runs([]) == [] and flown_runs([(5, 5)]) == [(0, 1)]
+    assert flown_runs([(0, 0), (1, 0), (2, 0)]) == [(0, 1), (1, 2), (2, 3)]  # a column is not flown
+    # priced: three lines flown (one at column step 2), one single step
+    expected = (FAST.flight_time(3) + FAST.travel_time((0, 2), (0, 4)) + FAST.flight_time(2, 2)
+                + FAST.travel_time((0, 6), (1, 6)) + FAST.flight_time(2)
+                + FAST.step_time((1, 5), (2, 0)) + FAST.travel_time((2, 0), (3, 3)) + FAST.flight_time(2))
+    assert FAST.route_time(route, mode="fly") == pytest.approx(expected)
+    steps = sum(FAST.step_time(a, b) for a, b in zip([route[0], *route[:-1]], route, strict=True))
+    assert FAST.route_time(route, mode="point") == pytest.approx(steps)
+
+
+def test_rasters_fit_their_time_and_fly_mode_budgets_follow_the_stop_criteria():
+    shape = (64, 64)
+    full = full_raster_time(shape, FAST)
+    assert FAST.route_time(coarse_raster(shape, 1), mode="fly") == pytest.approx(full)
+    k, pts, seconds = finest_raster(shape, FAST, 0.25 * full)
+    assert seconds <= 0.25 * full < FAST.route_time(coarse_raster(shape, k - 1), mode="fly")
+    stretched = fly_raster(shape, FAST, 0.25 * full)
+    assert FAST.route_time(stretched, mode="fly") <= 0.25 * full and len(stretched) > len(pts)
+    assert fly_budget(shape, FAST, StopCriteria(max_beam_time=12.5)) == 12.5
+    assert fly_budget(shape, FAST, StopCriteria(max_fraction=0.1)) == pytest.approx(0.1 * full)
+
+
+def test_fly_mode_asks_for_flown_lines_within_its_beam_time(blobs):
+    budget = 0.2 * full_raster_time(blobs.shape, FAST)
+    s = Sampler(blobs.shape, timing=FAST, scan_mode="fly", seed=0,
+                stop=StopCriteria(max_fraction=None, max_beam_time=budget))
+    routes = []
+    run(s, lambda p: (routes.append(p), blobs[p[:, 0], p[:, 1]])[1])
+    route = np.vstack(routes)
+    assert len(np.unique(route, axis=0)) == len(route) == s.n_measured  # no pixel asked twice
+    assert s.fly_.planned_ == pytest.approx(FAST.route_time(route, mode="fly")) and s.fly_.planned_ <= budget
+    assert s.fly_.planned_ > 0.95 * budget  # the budget is spent, not left over
+    assert s.stop_reason.startswith("beam time budget planned")
+    for batch in routes[1:]:  # after the raster: whole segments, each in one row, flown in one direction
+        runs = flown_runs(batch)
+        assert len(runs) <= s.fly_.segments_per_batch and all(b - a >= 2 for a, b in runs)
+    print(f"\nfly mode, 64x64 at 20% of a full fly raster's time: {len(routes)} asks, {s.n_measured} pixels, "
+          f"{s.fly_.planned_:.2f} s of {budget:.2f} s")
+
+
+def test_fly_mode_beats_the_coarse_raster_of_equal_beam_time_on_the_test_image(blobs):
+    from steering.metrics import psnr
+    from steering.reconstruction import reconstruct_linear
+
+    def score(points):
+        return psnr(blobs, reconstruct_linear(blobs.shape, points, blobs[points[:, 0], points[:, 1]]))
+
+    seconds = 0.25 * full_raster_time(blobs.shape, FAST)
+    fly, fly_time = run_fly(blobs, FAST, seconds)
+    point, point_time = run_point(blobs, FAST, seconds)
+    _, raster, raster_time = finest_raster(blobs.shape, FAST, seconds)
+    assert max(fly_time, point_time, raster_time) <= seconds
+    assert score(fly) > score(raster) > score(point)
+    print(f"\n64x64 blobs, fast detector, 25% of a full fly raster's time: fly {score(fly):.2f} dB, "
+          f"raster {score(raster):.2f} dB, point {score(point):.2f} dB")
+
+
+def test_fly_mode_needs_a_timing_model_and_takes_no_probes():
+    with pytest.raises(ValueError, match="scan_mode='fly' needs timing"):
+        Sampler((16, 16), scan_mode="fly")
+    with pytest.raises(ValueError, match="scan_mode must be 'point' or 'fly'"):
+        Sampler((16, 16), scan_mode="flying", timing=FAST)
+    with pytest.raises(TypeError, match="timing must be a steering.timing.StageTiming"):
+        Sampler((16, 16), scan_mode="fly", timing={"dwell": 0.01})
+    with pytest.raises(ValueError, match="probe_fraction > 0 is for scan_mode='point'"):
+        Sampler((16, 16), scan_mode="fly", timing=FAST, probe_fraction=0.1)
+
+
+def test_a_failed_pixel_of_the_raster_stays_a_candidate_and_nothing_is_asked_twice(blobs):
+    s = Sampler(blobs.shape, timing=FAST, scan_mode="fly", stop=StopCriteria(max_fraction=0.15))
+    raster = s.ask()
+    failed = np.zeros(len(raster), bool)
+    failed[5] = True
+    s.tell(raster, np.where(failed, np.nan, blobs[raster[:, 0], raster[:, 1]]), failed=failed)
+    assert not s.measured_mask[tuple(raster[5])] and s.n_measured == len(raster) - 1
+    asked = [s.ask()]
+    while len(asked[-1]):
+        assert not s.measured_mask[asked[-1][:, 0], asked[-1][:, 1]].any()
+        s.tell(asked[-1], blobs[asked[-1][:, 0], asked[-1][:, 1]])
+        asked.append(s.ask())
+    assert len(asked[0]) > 0 and len(asked[-1]) == 0 and s.done  # segments after the raster, then the end
