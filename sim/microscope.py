@@ -18,6 +18,7 @@ from ophyd.status import Status
 from ophyd.utils import LimitError
 
 from sim.clock import SimClock
+from sim.flyer import SimulatedFlyer
 from sim.sample import SampleImage, default_sample, spot_pattern
 
 __all__ = ["SimulatedMotor", "SimulatedDetector", "SimulatedMicroscope", "default_sample"]
@@ -64,6 +65,7 @@ class SimulatedMotor(Device):
         self.egu = egu
         self.moves_ = 0
         self.faults: dict[float, list[str]] = {}
+        self.timing = None
 
     @property
     def position(self) -> float:
@@ -78,10 +80,13 @@ class SimulatedMotor(Device):
         return description
 
     def move_time(self, distance: float) -> float:
-        """Simulated seconds a move over ``distance`` takes, settling included."""
+        """Simulated seconds a move over ``distance`` takes: settling included, or, with a timing model
+        (``timing``), the model's move without its settle (the detector or the flight spends that)."""
         distance = abs(float(distance))
         if distance == 0.0:
             return 0.0
+        if self.timing is not None:
+            return self.timing.travel_over(distance)
         return distance / float(self.velocity.get()) + float(self.settle_time.get())
 
     def set(self, value) -> Status:
@@ -151,7 +156,7 @@ class SimulatedDetector(Device):
             raise RuntimeError(f"{self.name} is not attached to a SimulatedMicroscope")
         dwell = float(self.dwell.get())
         scope.clock.wait_for_motion()
-        scope.clock.advance(dwell)
+        scope.clock.advance(dwell + (scope.timing.settle if scope.timing is not None else 0.0))
         value = scope.optics.count(scope.y.position, scope.x.position, dwell=dwell,
                                    flux=float(self.flux.get()), rng=scope.rng)
         self.value.put(value)
@@ -192,11 +197,17 @@ class SimulatedMicroscope(Device):
         Real seconds spent per simulated second (0: none, for tests and dry runs).
     seed : int or None
         Seed of the counting noise.
+    timing : steering.timing.StageTiming or None
+        The stage and detector's timing model, lengths in the stage's units: moves, settling, dwell
+        and flights (``flyer``) then cost what the model says, so the beam time of a dry run is the
+        model's (``velocity``, ``settle_time`` and ``dwell`` are taken from it).
 
     Attributes
     ----------
     clock : SimClock
         Simulated beam time spent so far.
+    flyer : sim.flyer.SimulatedFlyer
+        Flies the stage along a row (needs ``timing``).
     """
 
     y = Cpt(SimulatedMotor)
@@ -205,8 +216,10 @@ class SimulatedMicroscope(Device):
 
     def __init__(self, sample=None, *, name: str = "sim", extent=None, pixel_size=1.0, origin=(0.0, 0.0),
                  velocity: float = 100.0, settle_time: float = 0.0, dwell: float = 0.01, flux: float = 0.0,
-                 frame_shape=None, time_scale: float = 0.0, seed: int | None = None, **kwargs):
+                 frame_shape=None, time_scale: float = 0.0, seed: int | None = None, timing=None, **kwargs):
         super().__init__("", name=name, **kwargs)
+        if timing is not None:
+            velocity, dwell = timing.velocity, timing.dwell
         if extent is not None:
             optics = SampleImage.from_extent(sample, extent)
         else:
@@ -238,6 +251,10 @@ class SimulatedMicroscope(Device):
         self.det.scope = self
         self.det.dwell.put(float(dwell))
         self.det.flux.put(float(flux))
+        self.timing = timing
+        for axis in (self.y, self.x):
+            axis.timing = timing
+        self.flyer = SimulatedFlyer(self, name=f"{name}_flyer")
 
     @property
     def shape(self) -> tuple[int, int]:

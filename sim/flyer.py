@@ -1,0 +1,129 @@
+"""A simulated fly scan: the stage flies along a row and the detector records one pixel per dwell.
+
+`SimulatedFlyer` is a bluesky flyer (``prepare``, ``kickoff``, ``complete``, ``collect``,
+``describe_collect``) attached to a `sim.SimulatedMicroscope` that has a timing model
+(`steering.timing.StageTiming`). Each flight spends the model's time on the microscope's clock (the
+line overhead, then one pixel time per pixel; a flight of one pixel is a step: settle and dwell) and
+records, for every pixel crossed, the sample averaged over the stretch the beam swept during that
+pixel's dwell, with Poisson noise if the microscope has a flux. The events it collects go to
+``primary`` with the fields a step scan stores: the detector, both axes, and the tags the plan
+passes (the sampler batch, whether a point was a probe).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from ophyd import Device
+from ophyd.status import Status
+
+__all__ = ["SimulatedFlyer"]
+
+# points per pixel at which the swept stretch is sampled
+_SWEEP_SAMPLES = 5
+
+
+def _done() -> Status:
+    status = Status()
+    status.set_finished()
+    return status
+
+
+class SimulatedFlyer(Device):
+    """Flies the stage of a `sim.SimulatedMicroscope` along one row per flight.
+
+    ``prepare({"y": y, "x": [x0, x1, ...], "tags": {"sampler_batch": 3, ...}})`` sets the next
+    flight: the row's stage position, the pixel centres in flying order (equally spaced, in one
+    direction) and constant fields to store with every pixel. The stage must be at ``(y, x0)`` at
+    kickoff (the plan moves it there).
+
+    Attributes
+    ----------
+    flights_ : int
+        Flights flown so far (a flight repeated after a pause counts again).
+    """
+
+    def __init__(self, scope, *, name: str):
+        super().__init__("", name=name)
+        self.scope = scope
+        self.flights_ = 0
+        self._next: dict | None = None
+        self._tag_keys: tuple[str, ...] = ("sampler_batch", "sampler_probe")
+        self._buffer: list[dict] = []
+
+    def prepare(self, value: dict) -> Status:
+        """Set the next flight (see the class docstring)."""
+        if self.scope.timing is None:
+            raise RuntimeError(f"{self.name}: the microscope has no timing model; make it with timing=StageTiming(...)")
+        xs = np.asarray(value.get("x", ()), dtype=np.float64).reshape(-1)
+        if len(xs) == 0 or not np.all(np.isfinite(xs)) or not np.isfinite(value.get("y", np.nan)):
+            raise ValueError(f"{self.name}: a flight needs a finite y and at least one finite x, got {value!r}")
+        steps = np.diff(xs)
+        if len(steps) and (not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-12) or steps[0] == 0):
+            raise ValueError(f"{self.name}: the pixels of a flight must be equally spaced in one direction")
+        tags = {"sampler_batch": 0, "sampler_probe": False, **value.get("tags", {})}
+        if set(tags) - set(self._tag_keys):
+            raise ValueError(f"{self.name}: unknown tags {sorted(set(tags) - set(self._tag_keys))}")
+        self._next = {"y": float(value["y"]), "x": xs, "tags": tags}
+        return _done()
+
+    def kickoff(self) -> Status:
+        """Fly the prepared row: spend its time on the clock and record every pixel."""
+        flight, self._next = self._next, None
+        if flight is None:
+            raise RuntimeError(f"{self.name}: kickoff without a prepared flight")
+        scope, timing = self.scope, self.scope.timing
+        y, xs = flight["y"], flight["x"]
+        if not (np.isclose(scope.y.position, y) and np.isclose(scope.x.position, xs[0])):
+            raise RuntimeError(f"{self.name}: the stage is at ({scope.y.position:g}, {scope.x.position:g}), "
+                               f"not at the flight's start ({y:g}, {xs[0]:g})")
+        clock = scope.clock
+        clock.wait_for_motion()
+        step = abs(xs[1] - xs[0]) if len(xs) > 1 else 0.0
+        if len(xs) == 1:
+            clock.advance(timing.settle)
+            pixel_time = timing.dwell
+        else:
+            clock.advance(timing.line_overhead)
+            pixel_time = timing.pixel_time_over(step)
+        sweep = (np.arange(_SWEEP_SAMPLES) + 0.5) / _SWEEP_SAMPLES - 0.5  # offsets across one pixel's stretch
+        flux = float(scope.det.flux.get())
+        now = time.time()
+        self._buffer = []
+        for x in xs:
+            mean = float(np.mean([scope.optics.value_at(y, x + d * step) for d in sweep])) if step else \
+                scope.optics.value_at(y, x)
+            if flux > 0:
+                peak = scope.optics.peak
+                mean = float(scope.rng.poisson(max(mean, 0.0) / peak * flux * pixel_time)) if peak > 0 else 0.0
+            clock.advance(pixel_time)
+            scope.det.exposures_.append((y, float(x)))
+            data = {scope.det.name: mean, scope.y.name: y, scope.x.name: float(x), **flight["tags"]}
+            self._buffer.append({"data": data, "timestamps": dict.fromkeys(data, now), "time": now})
+        scope.y.readback.put(y)
+        scope.x.readback.put(float(xs[-1]))
+        scope.x.setpoint.put(float(xs[-1]))
+        self.flights_ += 1
+        return _done()
+
+    def complete(self) -> Status:
+        """The flight is over when `kickoff` returns (simulated time)."""
+        return _done()
+
+    def describe_collect(self) -> dict:
+        """One stream, ``primary``: the detector, both axes and the tags."""
+        scope = self.scope
+        keys = {scope.det.name: {"source": f"SIM:{scope.det.name}", "dtype": "number", "shape": []},
+                scope.y.name: {"source": f"SIM:{scope.y.name}", "dtype": "number", "shape": [],
+                               "units": scope.y.egu},
+                scope.x.name: {"source": f"SIM:{scope.x.name}", "dtype": "number", "shape": [],
+                               "units": scope.x.egu},
+                "sampler_batch": {"source": "SIM:sampler_batch", "dtype": "integer", "shape": []},
+                "sampler_probe": {"source": "SIM:sampler_probe", "dtype": "boolean", "shape": []}}
+        return {"primary": keys}
+
+    def collect(self):
+        """The pixels of the last flight, one event each, and forget them."""
+        buffer, self._buffer = self._buffer, []
+        yield from buffer
