@@ -37,6 +37,9 @@ class ReplayGuard:
         elif name == "event":
             self.saved = True
             self._last[self._streams.get(doc["descriptor"], "")] = doc["data"]
+        elif name == "event_page" and doc["seq_num"]:  # a flyer's collected events
+            self.saved = True
+            self._last[self._streams.get(doc["descriptor"], "")] = {k: v[-1] for k, v in doc["data"].items()}
 
     def saved_data(self, stream: str = "primary") -> dict:
         """The data of the last event saved in ``stream`` (empty before the first)."""

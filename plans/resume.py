@@ -81,5 +81,7 @@ def resume(sampler: Sampler, resume_from: Any, grid: ScanGrid) -> Resumed:
         raise ValueError(f"resume_from is a {tuple(data.shape)} scan over {data.extents}; this scan is "
                          f"{tuple(grid.shape)} over {grid.extents}: resume on the same grid")
     told = replay(sampler, data.points, data.values, data.batches, data.probes)
+    if data.beam_time:  # what the earlier runs spent counts against max_beam_time and a fly scan's budget
+        sampler.tell(np.zeros((0, 2), np.int64), np.zeros(0), beam_time=data.beam_time)
     last = int(data.batches.max()) if data.batches is not None and len(data.batches) else 0
     return Resumed(data.runs[-1] if data.runs else None, told, last + 1, data.beam_time or 0.0)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from steering import Sampler, StopCriteria
+from steering.timing import StageTiming
 
 __all__ = ["SAMPLER_SETTINGS", "make_sampler", "sampler_metadata"]
 
 SAMPLER_SETTINGS = ("model", "initial_fraction", "initial_pattern", "batch_size", "stop", "seed", "suppression",
-                    "distance_discount", "probe_fraction")
+                    "distance_discount", "probe_fraction", "timing", "scan_mode")
 """The `Sampler` settings a scan takes as a dict (or a JSON file of one)."""
 
 
@@ -26,7 +28,7 @@ def _settings_file(path: str | Path) -> dict:
     return settings
 
 
-def make_sampler(sampler: Sampler | dict | str | Path | None, shape: tuple[int, int]) -> Sampler:
+def make_sampler(sampler: Sampler | dict | str | Path | None, shape: tuple[int, int], flyer=None) -> Sampler:
     """The `Sampler` a scan of ``shape`` uses.
 
     Parameters
@@ -35,9 +37,14 @@ def make_sampler(sampler: Sampler | dict | str | Path | None, shape: tuple[int, 
         A fresh `Sampler` for this grid; a dict of its settings (`SAMPLER_SETTINGS`: ``model`` a
         model file path or None for the shipped model, ``stop`` a dict of `StopCriteria` fields or
         the path of a JSON file holding one, ...); the path of a JSON file holding such a dict (as
-        ``smart-scan-tune`` writes); or None for the defaults.
+        ``smart-scan-tune`` writes); or None for the defaults. ``timing`` is a
+        `steering.timing.StageTiming` or a dict of its fields.
     shape : (H, W)
+    flyer : flyer device, optional
+        A fly scan: the settings get ``scan_mode="fly"`` and, unless they hold one, the flyer's
+        timing model (its ``timing``, or its microscope's).
     """
+    sampler = _fly_settings(sampler, flyer) if flyer is not None else sampler
     if isinstance(sampler, Sampler):
         if tuple(sampler.shape) != tuple(shape):
             raise ValueError(f"sampler is for a {sampler.shape} grid but the scan is {tuple(shape)}")
@@ -60,7 +67,38 @@ def make_sampler(sampler: Sampler | dict | str | Path | None, shape: tuple[int, 
         kwargs["stop"] = StopCriteria.from_json(stop)
     elif isinstance(stop, dict):
         kwargs["stop"] = StopCriteria.from_dict(stop)
+    if isinstance(kwargs.get("timing"), dict):
+        kwargs["timing"] = _timing(kwargs["timing"])
     return Sampler(shape, **kwargs)
+
+
+def _timing(fields: dict) -> StageTiming:
+    known = set(StageTiming.__dataclass_fields__)
+    if set(fields) - known:
+        raise ValueError(f"unknown timing fields {sorted(set(fields) - known)}; known: {sorted(known)}")
+    try:
+        return StageTiming(**fields)
+    except TypeError as exc:  # a field missing
+        raise TypeError(f"timing: {exc}") from None
+
+
+def _fly_settings(sampler, flyer):
+    """The sampler settings of a fly scan: fly mode, and the flyer's timing model unless the settings give one."""
+    if isinstance(sampler, Sampler):
+        if sampler.scan_mode != "fly":
+            raise ValueError("a scan with a flyer needs a Sampler with scan_mode='fly' (or its settings as a dict)")
+        return sampler
+    if isinstance(sampler, (str, Path)):
+        sampler = _settings_file(sampler)
+    settings = dict(sampler or {})
+    if settings.setdefault("scan_mode", "fly") != "fly":
+        raise ValueError(f"a scan with a flyer flies: scan_mode must be 'fly', got {settings['scan_mode']!r}")
+    if settings.get("timing") is None:
+        timing = getattr(flyer, "timing", None) or getattr(getattr(flyer, "scope", None), "timing", None)
+        if timing is None:
+            raise ValueError("a fly scan needs a timing model: sampler={'timing': {...StageTiming fields...}}")
+        settings["timing"] = timing
+    return settings
 
 
 def sampler_metadata(sampler: Sampler) -> dict:
@@ -74,6 +112,8 @@ def sampler_metadata(sampler: Sampler) -> dict:
         "suppression": sampler.suppression,
         "distance_discount": sampler.distance_discount,
         "probe_fraction": sampler.probe_fraction,
+        "scan_mode": sampler.scan_mode,
+        "timing": None if sampler.timing is None else dataclasses.asdict(sampler.timing),
         "stop": sampler.stop_.to_dict(),
         "model": {**model.source, "name": model.card.get("name"), "created": model.card.get("created"),
                   "hidden": list(model.hidden)},

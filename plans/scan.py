@@ -16,6 +16,7 @@ from bluesky.utils import Msg, MsgGenerator, RequestStop, RunEngineControlExcept
 from plans.arguments import check_devices, check_scan_options, described_fields
 from plans.beam_clock import BeamClock
 from plans.failures import FailurePolicy
+from plans.flying import fly_batch
 from plans.grid import ScanGrid, hinted_field
 from plans.replay_guard import ReplayGuard
 from plans.resume import resume
@@ -42,7 +43,7 @@ def smart_scan(
     x_motor: Movable, x_start: float, x_stop: float, x_num: int, *, sampler: dict | str | None = None,
     value_field: str | None = None, reduce: str = "sum", maps_every: int = 5,
     beam_clock: Callable[[], float] | None = None, retries: int = 2, on_failure: str = "skip",
-    timeout: float | None = 60.0, resume_from: Any = None, md: dict | None = None,
+    timeout: float | None = 60.0, resume_from: Any = None, flyer: Any = None, md: dict | None = None,
 ) -> MsgGenerator[str]:
     """Scan a 2-D region adaptively: measure where the ERD network expects to learn most.
 
@@ -85,6 +86,9 @@ def smart_scan(
         `read_scan` returned): it and the runs it continues are told to the sampler first, batch by
         batch, so this run continues them (stop signals included) and measures none of their points
         again; the start document records ``resumed_from`` (its uid) and ``resumed_points``.
+    flyer : flyer device, optional
+        Fly the scan: the sampler runs in fly mode (``scan_mode="fly"``, the flyer's timing model
+        unless ``sampler`` gives ``timing``) and each batch is flown line by line (`plans.flying`).
     md : dict, optional
         Metadata added to the start document.
 
@@ -99,7 +103,7 @@ def smart_scan(
     policy = FailurePolicy(retries, on_failure)
     grid.check_limits()
     clock = BeamClock(beam_clock)
-    steer = make_sampler(sampler, grid.shape)
+    steer = make_sampler(sampler, grid.shape, flyer=flyer)
     resumed = resume(steer, resume_from, grid) if resume_from is not None else None
     clock.before = resumed.beam_time if resumed else 0.0
     field = value_field or hinted_field(detectors[0])
@@ -117,7 +121,7 @@ def smart_scan(
                       "sampler": sampler if isinstance(sampler, (dict, str)) or sampler is None else repr(sampler),
                       "value_field": value_field, "reduce": reduce, "maps_every": maps_every,
                       "beam_clock": None if beam_clock is None else repr(beam_clock), "retries": retries,
-                      "on_failure": on_failure, "timeout": timeout},
+                      "on_failure": on_failure, "timeout": timeout, "flyer": None if flyer is None else repr(flyer)},
         "plan_pattern": "adaptive", "detectors": [d.name for d in detectors], "motors": [m.name for m in grid.motors],
         "shape": list(grid.shape), "extents": [list(e) for e in grid.extents],
         "num_points": steer.stop_.point_budget(grid.shape[0] * grid.shape[1]), "value_field": field,
@@ -127,7 +131,8 @@ def smart_scan(
         **(md or {}),
     }
     batches = _steer(steer, grid, readables, tags, field, reduce=reduce, timeout=timeout, policy=policy,
-                     clock=clock, maps_every=int(maps_every), first_batch=resumed.next_batch if resumed else 1)
+                     clock=clock, maps_every=int(maps_every), first_batch=resumed.next_batch if resumed else 1,
+                     flyer=flyer)
 
     def close(e=None):
         if e is None:
@@ -161,8 +166,33 @@ def _decide(sampler: Sampler, policy: FailurePolicy, grid: ScanGrid, points, val
     return nxt, sampler.probes_among(nxt), t1 - t0, time.perf_counter() - t1
 
 
+def _step_batch(grid: ScanGrid, points, probes, readables, tags: PointTags, field: str, *, batch: int, reduce: str,
+                timeout: float | None, policy: FailurePolicy, clock: BeamClock, guard: ReplayGuard, failures):
+    """Measure a batch point by point (move, settle, read); return each point's steering value (NaN: failed)."""
+    values = np.full(len(points), np.nan)
+    tags.batch.put(batch)
+    for k, pixel in enumerate(map(tuple, points.tolist())):
+        tags.probe.put(bool(probes[k]))
+        yield from guard.checkpoint()
+        t_point, tries = time.perf_counter(), policy.tries(pixel)
+        result = yield from measure_point(grid, pixel, readables, field, reduce=reduce, tries=tries,
+                                          timeout=timeout, saved_data=guard.saved_data)
+        # A pause or suspension rewinds to the last checkpoint and replays what followed:
+        # one right after each point keeps a saved point from being measured again.
+        yield from guard.checkpoint()
+        clock.add(time.perf_counter() - t_point)
+        values[k], label = result.value, ""
+        if not np.isfinite(result.value):
+            yield from record_failure(failures, grid, pixel, result, len(result.problems))
+            yield from guard.checkpoint()
+            label = grid.label(*pixel)
+        policy.point_done(pixel, result.value, result.problems, beyond_limits=result.beyond_limits, label=label)
+    return values
+
+
 def _steer(sampler: Sampler, grid: ScanGrid, readables, tags: PointTags, field: str, *, reduce: str,
-           timeout: float | None, policy: FailurePolicy, clock: BeamClock, maps_every: int, first_batch: int):
+           timeout: float | None, policy: FailurePolicy, clock: BeamClock, maps_every: int, first_batch: int,
+           flyer=None):
     """The batches of a scan: ask, measure every point, tell, record; until the sampler has nothing to ask."""
     guard, futures = ReplayGuard(), []
     report, maps = SteeringReport(name="steering"), SteeringMaps(name="steering_maps")
@@ -177,25 +207,15 @@ def _steer(sampler: Sampler, grid: ScanGrid, readables, tags: PointTags, field: 
         points, probes, _, ask_time = yield from in_sampler_thread(futures, lambda: decide(None, None, start, None))
         batch = first_batch
         while len(points):
-            values = np.full(len(points), np.nan)
-            tags.batch.put(batch)
-            for k, pixel in enumerate(map(tuple, points.tolist())):
-                tags.probe.put(bool(probes[k]))
-                yield from guard.checkpoint()
-                t_point, tries = time.perf_counter(), policy.tries(pixel)
-                result = yield from measure_point(grid, pixel, readables, field, reduce=reduce, tries=tries,
-                                                  timeout=timeout, saved_data=guard.saved_data)
-                # A pause or suspension rewinds to the last checkpoint and replays what followed:
-                # one right after each point keeps a saved point from being measured again.
-                yield from guard.checkpoint()
-                clock.add(time.perf_counter() - t_point)
-                values[k], label = result.value, ""
-                if not np.isfinite(result.value):
-                    yield from record_failure(failures, grid, pixel, result, len(result.problems))
-                    yield from guard.checkpoint()
-                    label = grid.label(*pixel)
-                policy.point_done(pixel, result.value, result.problems, beyond_limits=result.beyond_limits,
-                                  label=label)
+            if flyer is not None:
+                t_batch = time.perf_counter()
+                values = yield from fly_batch(grid, flyer, points, batch=batch, field=field, reduce=reduce,
+                                              guard=guard, timeout=timeout)
+                clock.add(time.perf_counter() - t_batch)
+            else:
+                values = yield from _step_batch(grid, points, probes, readables, tags, field, batch=batch,
+                                                reduce=reduce, timeout=timeout, policy=policy, clock=clock,
+                                                guard=guard, failures=failures)
             policy.batch_done(values)
             start, spent = tuple(points[-1].tolist()), clock.now()
             nxt, probes, tell_time, next_ask = yield from in_sampler_thread(

@@ -199,9 +199,9 @@ def _journal_summary(path: Path) -> tuple[str | None, dict[str, int], dict | Non
             uid = doc["uid"]
         elif name == "descriptor":
             streams[doc["uid"]] = doc.get("name", "primary")
-        elif name == "event":
+        elif name in ("event", "event_page"):
             stream = streams.get(doc["descriptor"], "primary")
-            counts[stream] = counts.get(stream, 0) + 1
+            counts[stream] = counts.get(stream, 0) + (1 if name == "event" else len(doc["seq_num"]))
         elif name == "stop":
             stop = doc
     return uid, counts, stop

@@ -1,0 +1,129 @@
+"""Fly smart scans with the real RunEngine, the simulated flyer and the real catalog."""
+
+import threading
+from collections import Counter
+
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky.utils import RunEngineInterrupted
+from ophyd.status import Status
+
+from plans import read_scan, smart_scan
+from sim import SimulatedMicroscope
+from sim.flyer import SimulatedFlyer
+from steering.fly import full_raster_time
+from steering.timing import StageTiming
+
+# the benchmark's fast stage, in the simulated stage's units (1 unit per pixel, as 50 nm are one pixel there)
+TIMING = StageTiming(pixel_size=1.0, dwell=0.01, velocity=4000.0, acceleration=40000.0, settle=0.02,
+                     line_overhead=0.3)
+
+
+def _fly(scope, share=0.2, **kwargs):
+    budget = share * full_raster_time((64, 64), TIMING)
+    return smart_scan([scope.det], scope.y, 0, 63, 64, scope.x, 0, 63, 64, flyer=scope.flyer,
+                      beam_clock=lambda: scope.clock.now,
+                      sampler={"seed": 0, "stop": {"max_fraction": None, "max_beam_time": budget}}, **kwargs)
+
+
+def _pixels(positions) -> Counter:
+    return Counter((round(y), round(x)) for y, x in positions)
+
+
+def test_a_fly_scan_stores_every_pixel_it_crossed_once_and_the_models_beam_time(blobs, catalog):
+    scope = SimulatedMicroscope(blobs, name="sim", timing=TIMING)
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    (uid,) = RE(_fly(scope))
+    assert catalog.writer.wait()
+    run = catalog.client[uid]
+    data = read_scan(run)
+    stored = _pixels(data.positions)
+    exposed = _pixels(scope.det.exposures_)
+    assert max(stored.values()) == 1 and exposed == stored  # each pixel crossed is stored, once
+    assert run.metadata["stop"]["exit_status"] == "success"
+    assert run.metadata["start"]["sampler"]["scan_mode"] == "fly"
+    # the route as flown, pixel by pixel, priced by the timing model from where the stage stood
+    route = data.points
+    model = TIMING.route_time(route, mode="fly", start=(0, 0))
+    assert data.beam_time == pytest.approx(model, rel=1e-9) and data.beam_time == pytest.approx(scope.clock.now)
+    assert data.beam_time <= 0.2 * full_raster_time((64, 64), TIMING)
+    assert np.isfinite(data.reconstruct()).all()
+    print(f"\nfly scan 64x64: {len(stored)} pixels in {scope.flyer.flights_} flights, beam time "
+          f"{data.beam_time:.3f} s, timing model {model:.3f} s")
+
+
+class PausingFlyer(SimulatedFlyer):
+    """Asks the RunEngine to pause, from another thread as Ctrl-C would, during chosen flights."""
+
+    def __init__(self, scope, RE, pause_at, *, name):
+        super().__init__(scope, name=name)
+        self.RE, self.pause_at, self.paused = RE, set(pause_at), 0
+
+    def kickoff(self):
+        super().kickoff()
+        status = Status()
+        if self.flights_ in self.pause_at:
+            self.pause_at.discard(self.flights_)
+            self.paused += 1
+            threading.Thread(target=self.RE.request_pause, kwargs={"defer": False}).start()
+            threading.Timer(0.5, status.set_finished).start()  # the flight lasts until the pause has landed
+        else:
+            status.set_finished()
+        return status
+
+
+def test_a_pause_mid_flight_flies_that_line_again_and_stores_it_once(blobs, catalog):
+    scope = SimulatedMicroscope(blobs, name="sim", timing=TIMING)
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    scope.flyer = PausingFlyer(scope, RE, {3, 10, 18}, name="sim_flyer")
+    with pytest.raises(RunEngineInterrupted):
+        RE(_fly(scope))
+    while RE.state == "paused":
+        try:
+            RE.resume()
+        except RunEngineInterrupted:
+            continue
+    assert catalog.writer.wait()
+    uid = catalog.client.values().last().metadata["start"]["uid"]
+    data = read_scan(catalog.client[uid])
+    stored = _pixels(data.positions)
+    exposed = _pixels(scope.det.exposures_)
+    assert scope.flyer.paused == 3 and max(stored.values()) == 1 and set(exposed) == set(stored)
+    twice = sum(n - 1 for n in exposed.values())
+    # the three interrupted lines were flown again: their pixels were exposed twice, stored once
+    assert 0 < twice == sum(exposed.values()) - len(stored)
+    assert catalog.client[uid].metadata["stop"]["exit_status"] == "success"
+    print(f"\n3 pauses mid-flight: {len(stored)} pixels stored once each, {twice} pixel exposures repeated "
+          f"({scope.flyer.flights_} flights)")
+
+
+def test_a_fly_scan_resumes_where_it_stopped(blobs, catalog):
+    scope = SimulatedMicroscope(blobs, name="sim", timing=TIMING)
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    stops = []
+    RE.subscribe(lambda name, doc: stops.append(doc) if name == "stop" else None)
+    (first,) = RE(_fly(scope, share=0.1))
+    (second,) = RE(_fly(scope, share=0.2, resume_from=catalog.client[first]))
+    assert catalog.writer.wait()
+    before = read_scan(catalog.client[first])
+    whole = read_scan(catalog.client[second])
+    after = read_scan(catalog.client[second], earlier=False)
+    assert not {tuple(p) for p in before.points.tolist()} & {tuple(p) for p in after.points.tolist()}
+    assert len(whole.points) == len(before.points) + len(after.points) == len(_pixels(scope.det.exposures_))
+    assert whole.beam_time <= 0.2 * full_raster_time((64, 64), TIMING) + 1e-9
+
+
+def test_a_fly_scan_needs_a_flyer_with_a_timing_model(blobs):
+    scope = SimulatedMicroscope(blobs, name="sim")  # no timing model
+    RE = RunEngine({})
+    with pytest.raises(ValueError, match="a fly scan needs a timing model"):
+        RE(smart_scan([scope.det], scope.y, 0, 63, 64, scope.x, 0, 63, 64, flyer=scope.flyer))
+    assert scope.x.moves_ == scope.y.moves_ == 0
+    with pytest.raises(ValueError, match="scan_mode must be 'fly'"):
+        RE(smart_scan([scope.det], scope.y, 0, 63, 64, scope.x, 0, 63, 64, flyer=scope.flyer,
+                      sampler={"scan_mode": "point", "timing": {"pixel_size": 1.0, "dwell": 0.01, "velocity": 1.0,
+                                                                "acceleration": 1.0}}))
