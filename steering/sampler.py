@@ -321,7 +321,8 @@ class Sampler:
         budget = self.stop_.point_budget(self._n) - self.n_measured - int(self._pending.sum())
         if self.done or budget <= 0:
             return np.zeros((0, 2), np.int64)
-        flat = self._ask_initial(n, start) if not self._maps.ready else self._ask_next(n or self.batch_size_, start)
+        flat = (self._ask_initial(n, start) if not self._maps.ready
+                else self._ask_next(min(n or self.batch_size_, budget), start))
         if flat is None:
             return np.zeros((0, 2), np.int64)
         flat = flat[:budget]
