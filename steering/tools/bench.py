@@ -290,7 +290,7 @@ def main(argv=None) -> int:
 
 def _main_beam_time(args) -> int:
     from ..erd import load_model
-    from .bench_beam_time import beam_time_benchmark, format_beam_time
+    from .bench_beam_time import beam_time_benchmark, fly_decision_times, format_beam_time
 
     data = args.data or default_data_dir()
     images = benchmark_images(data, full=False, skimage=False)
@@ -299,10 +299,18 @@ def _main_beam_time(args) -> int:
     if not images:
         print(f"no images in {data}", file=sys.stderr)
         return 2
-    rows = beam_time_benchmark(images, model=load_model(args.model), seed=args.seed)
+    model = load_model(args.model)
+    rows = beam_time_benchmark(images, model=model, seed=args.seed)
+    speed = None if args.no_speed else fly_decision_times(1024, model=model, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "beam_time.json").write_text(json.dumps(rows, indent=1))
+    (args.out / "beam_time.json").write_text(json.dumps({"rows": rows, "fly_decision_times": speed}, indent=1))
     report = format_beam_time(rows)
+    if speed is not None:
+        report += (f"\n\nFly-mode decisions on {speed['shape'][0]}x{speed['shape'][1]} (fast stage, 10% budget): "
+                   f"raster ask {speed['raster_ask_s']:.2f} s ({speed['raster_points']} points), the tell that "
+                   f"builds the maps {speed['build_tell_s']:.2f} s, then per batch of segments ask "
+                   f"{1e3 * float(np.median(speed['segment_ask_s'])):.0f} ms and tell "
+                   f"{1e3 * float(np.median(speed['segment_tell_s'])):.0f} ms (medians)")
     (args.out / "beam_time.md").write_text(report + "\n")
     print(report)
     return 0

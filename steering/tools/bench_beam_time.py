@@ -28,7 +28,7 @@ from ..stopping import StopCriteria
 from ..timing import StageTiming
 
 __all__ = ["SCENARIOS", "BUDGETS", "METHODS", "run_fly", "run_point", "finest_raster", "beam_time_benchmark",
-           "format_beam_time"]
+           "format_beam_time", "fly_decision_times"]
 
 #: The stage of the issue that sized the problem (lengths in mm), with a fast and a slow detector.
 SCENARIOS = {
@@ -147,3 +147,32 @@ def format_beam_time(rows: list[dict]) -> str:
             lines.append(f"| {scenario} | {budget:.2f} | " + " | ".join(f"{mean[m]:.2f}" for m in METHODS)
                          + f" | {gain.mean():+.2f} ({gain.min():+.2f}) | {best:+.2f} | {adaptive:+.2f} |")
     return "\n".join(lines)
+
+
+def fly_decision_times(side: int = 1024, *, budget: float = 0.1, batches: int = 5, model=None, seed: int = 0) -> dict:
+    """Seconds of fly mode's decisions on a ``side`` x ``side`` synthetic sample (fast scenario): the
+    raster's `ask`, the `tell` that builds the maps from it, then the median `ask` and `tell` of segment batches."""
+    import time
+
+    from ..synthetic import synthetic_image
+
+    truth = synthetic_image("particles", side, rng=np.random.default_rng(seed))
+    timing = SCENARIOS["fast"]
+    s = Sampler(truth.shape, model=model, seed=seed, timing=timing, scan_mode="fly",
+                stop=StopCriteria(max_fraction=None, max_beam_time=budget * full_raster_time(truth.shape, timing)))
+    t0 = time.perf_counter()
+    p = s.ask()
+    t1 = time.perf_counter()
+    s.tell(p, truth[p[:, 0], p[:, 1]])
+    out = {"shape": [side, side], "raster_points": len(p), "raster_ask_s": t1 - t0,
+           "build_tell_s": time.perf_counter() - t1, "segment_ask_s": [], "segment_tell_s": []}
+    for _ in range(batches):
+        t0 = time.perf_counter()
+        p = s.ask(start=p[-1])
+        t1 = time.perf_counter()
+        if not len(p):
+            break
+        s.tell(p, truth[p[:, 0], p[:, 1]])
+        out["segment_ask_s"].append(t1 - t0)
+        out["segment_tell_s"].append(time.perf_counter() - t1)
+    return out
