@@ -32,7 +32,7 @@ from plans.stubs import (
     record_maps,
     staged,
 )
-from plans.worker import in_sampler_thread
+from plans.worker import in_sampler_thread, result_of, start_in_sampler_thread
 from steering import Sampler
 
 __all__ = ["smart_scan"]
@@ -43,7 +43,8 @@ def smart_scan(
     x_motor: Movable, x_start: float, x_stop: float, x_num: int, *, sampler: dict | str | None = None,
     value_field: str | None = None, reduce: str = "sum", maps_every: int = 5,
     beam_clock: Callable[[], float] | None = None, retries: int = 2, on_failure: str = "skip",
-    timeout: float | None = 60.0, resume_from: Any = None, flyer: Any = None, md: dict | None = None,
+    timeout: float | None = 60.0, resume_from: Any = None, flyer: Any = None, pipeline: bool | None = None,
+    md: dict | None = None,
 ) -> MsgGenerator[str]:
     """Scan a 2-D region adaptively: measure where the ERD network expects to learn most.
 
@@ -89,6 +90,9 @@ def smart_scan(
     flyer : flyer device, optional
         Fly the scan: the sampler runs in fly mode (``scan_mode="fly"``, the flyer's timing model
         unless ``sampler`` gives ``timing``) and each batch is flown line by line (`plans.flying`).
+    pipeline : bool or None
+        Ask for the next batch while the current one is measured, so that deciding costs no beam
+        time (the batch being measured counts as pending). None: for fly scans only.
     md : dict, optional
         Metadata added to the start document.
 
@@ -132,7 +136,7 @@ def smart_scan(
     }
     batches = _steer(steer, grid, readables, tags, field, reduce=reduce, timeout=timeout, policy=policy,
                      clock=clock, maps_every=int(maps_every), first_batch=resumed.next_batch if resumed else 1,
-                     flyer=flyer)
+                     flyer=flyer, pipeline=flyer is not None if pipeline is None else bool(pipeline))
 
     def close(e=None):
         if e is None:
@@ -153,7 +157,8 @@ def smart_scan(
     return (yield from staged(readables, run()))
 
 
-def _decide(sampler: Sampler, policy: FailurePolicy, grid: ScanGrid, points, values, start, beam_time):
+def _decide(sampler: Sampler, policy: FailurePolicy, grid: ScanGrid, points, values, start, beam_time, *,
+            ask: bool = True):
     """In the sampler's thread: tell a batch, exclude what the policy gave up on, ask the next; with timings."""
     t0 = time.perf_counter()
     if points is not None:
@@ -162,8 +167,34 @@ def _decide(sampler: Sampler, policy: FailurePolicy, grid: ScanGrid, points, val
         if given_up:
             sampler.exclude(given_up)
     t1 = time.perf_counter()
-    nxt = sampler.ask(start=start)
+    nxt = sampler.ask(start=start) if ask else np.zeros((0, 2), np.int64)
     return nxt, sampler.probes_among(nxt), t1 - t0, time.perf_counter() - t1
+
+
+def _ask_ahead(sampler: Sampler, start):
+    """In the sampler's thread, while a batch is measured: the next batch, the one being measured pending."""
+    t0 = time.perf_counter()
+    nxt = sampler.ask(start=start)
+    return nxt, sampler.probes_among(nxt), time.perf_counter() - t0
+
+
+def _next_batch(sampler: Sampler, policy: FailurePolicy, grid: ScanGrid, futures, ahead, points, values, start,
+                spent):
+    """The next batch once a batch is measured: tell it; with ``ahead`` (a future of `_ask_ahead`), the batch
+    asked for while it was measured, released if the tell ended the scan; else ask now."""
+    if ahead is None:
+        return (yield from in_sampler_thread(futures, partial(_decide, sampler, policy, grid, points, values, start,
+                                                         spent)))
+    nxt, probes, next_ask = yield from result_of(ahead)
+    _, _, tell_time, _ = yield from in_sampler_thread(futures, partial(_decide, sampler, policy, grid, points, values,
+                                                                  start, spent, ask=False))
+    if sampler.done and len(nxt):
+        sampler.release(nxt)
+        nxt, probes = nxt[:0], probes[:0]
+    elif not len(nxt) and not sampler.done:  # nothing could be asked ahead (the maps were not built yet)
+        nxt, probes, _, next_ask = yield from in_sampler_thread(futures, partial(_decide, sampler, policy, grid, None,
+                                                                            None, start, spent))
+    return nxt, probes, tell_time, next_ask
 
 
 def _step_batch(grid: ScanGrid, points, probes, readables, tags: PointTags, field: str, *, batch: int, reduce: str,
@@ -192,7 +223,7 @@ def _step_batch(grid: ScanGrid, points, probes, readables, tags: PointTags, fiel
 
 def _steer(sampler: Sampler, grid: ScanGrid, readables, tags: PointTags, field: str, *, reduce: str,
            timeout: float | None, policy: FailurePolicy, clock: BeamClock, maps_every: int, first_batch: int,
-           flyer=None):
+           flyer=None, pipeline: bool = False):
     """The batches of a scan: ask, measure every point, tell, record; until the sampler has nothing to ask."""
     guard, futures = ReplayGuard(), []
     report, maps = SteeringReport(name="steering"), SteeringMaps(name="steering_maps")
@@ -207,6 +238,8 @@ def _steer(sampler: Sampler, grid: ScanGrid, readables, tags: PointTags, field: 
         points, probes, _, ask_time = yield from in_sampler_thread(futures, lambda: decide(None, None, start, None))
         batch = first_batch
         while len(points):
+            ahead = start_in_sampler_thread(futures, partial(_ask_ahead, sampler, tuple(points[-1].tolist()))) \
+                if pipeline else None
             if flyer is not None:
                 t_batch = time.perf_counter()
                 values = yield from fly_batch(grid, flyer, points, batch=batch, field=field, reduce=reduce,
@@ -218,8 +251,8 @@ def _steer(sampler: Sampler, grid: ScanGrid, readables, tags: PointTags, field: 
                                                 guard=guard, failures=failures)
             policy.batch_done(values)
             start, spent = tuple(points[-1].tolist()), clock.now()
-            nxt, probes, tell_time, next_ask = yield from in_sampler_thread(
-                futures, partial(decide, points, values, start, spent))
+            nxt, probes, tell_time, next_ask = yield from _next_batch(sampler, policy, grid, futures, ahead, points,
+                                                                      values, start, spent)
             yield from record_batch(report, sampler, batch=batch, points=len(points),
                                     failed=int(np.isnan(values).sum()), beam_time=spent, ask_time=ask_time,
                                     tell_time=tell_time)

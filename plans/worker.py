@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import bluesky.plan_stubs as bps
 
-__all__ = ["in_sampler_thread"]
+__all__ = ["in_sampler_thread", "start_in_sampler_thread", "result_of"]
 
 _worker: ThreadPoolExecutor | None = None
 _worker_lock = threading.Lock()
@@ -34,4 +34,19 @@ def in_sampler_thread(futures: list[Future], fn: Callable):
     future = _sampler_worker().submit(fn)
     futures.append(future)
     yield from bps.wait_for([lambda: asyncio.wrap_future(future)])
+    return future.result()
+
+
+def start_in_sampler_thread(futures: list[Future], fn: Callable) -> Future:
+    """Start ``fn()`` in the sampler's thread and return at once (the plan goes on moving and reading);
+    `result_of` waits for it later. Calls queue in the one thread in the order they are started."""
+    future = _sampler_worker().submit(fn)
+    futures.append(future)
+    return future
+
+
+def result_of(future: Future):
+    """Plan stub: the result of a future from `start_in_sampler_thread`, the RunEngine waiting with `bps.wait_for`."""
+    if not future.done():
+        yield from bps.wait_for([lambda: asyncio.wrap_future(future)])
     return future.result()

@@ -12,6 +12,7 @@ passes (the sampler batch, whether a point was a probe).
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -24,9 +25,15 @@ __all__ = ["SimulatedFlyer"]
 _SWEEP_SAMPLES = 5
 
 
-def _done() -> Status:
+def _done(after: float = 0.0) -> Status:
+    """A status done at once, or after ``after`` seconds of real time."""
     status = Status()
-    status.set_finished()
+    if after > 0:
+        timer = threading.Timer(after, status.set_finished)
+        timer.daemon = True
+        timer.start()
+    else:
+        status.set_finished()
     return status
 
 
@@ -69,7 +76,8 @@ class SimulatedFlyer(Device):
         return _done()
 
     def kickoff(self) -> Status:
-        """Fly the prepared row: spend its time on the clock and record every pixel."""
+        """Fly the prepared row: spend its time on the clock and record every pixel; the status is done
+        once the flight's time has passed in real time too, scaled by the microscope's ``time_scale``."""
         flight, self._next = self._next, None
         if flight is None:
             raise RuntimeError(f"{self.name}: kickoff without a prepared flight")
@@ -80,6 +88,7 @@ class SimulatedFlyer(Device):
                                f"not at the flight's start ({y:g}, {xs[0]:g})")
         clock = scope.clock
         clock.wait_for_motion()
+        began = clock.now
         step = abs(xs[1] - xs[0]) if len(xs) > 1 else 0.0
         if len(xs) == 1:
             clock.advance(timing.settle)
@@ -105,7 +114,7 @@ class SimulatedFlyer(Device):
         scope.x.readback.put(float(xs[-1]))
         scope.x.setpoint.put(float(xs[-1]))
         self.flights_ += 1
-        return _done()
+        return _done((clock.now - began) * scope.time_scale)
 
     def complete(self) -> Status:
         """The flight is over when `kickoff` returns (simulated time)."""

@@ -14,6 +14,7 @@ spending 75% of the budget on the raster did best among 50%, 60%, 75%, 85% and 1
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 
 from .timing import StageTiming, flown_runs
 
@@ -141,7 +142,7 @@ class FlyPlanner:
         return pts[:, 0] * self.shape[1] + pts[:, 1]
 
     def next_batch(self, erd: np.ndarray, distance: np.ndarray, candidates: np.ndarray, start=None,
-                   spent: float | None = None) -> np.ndarray:
+                   spent: float | None = None, pending: np.ndarray | None = None) -> np.ndarray:
         """The next segments, in flying order, as flat indices; empty once the budget is spent.
 
         Parameters
@@ -155,12 +156,17 @@ class FlyPlanner:
         spent : float, optional
             Beam time the scan has spent so far, as measured (pauses, flights flown again, earlier
             runs of a resumed scan); the plan goes on from it where it exceeds `planned_`.
+        pending : (H, W) bool array, optional
+            Pixels asked for and not yet measured (a batch being flown while this one is chosen):
+            a pixel nearer to one of them than to any measurement counts as informed already.
         """
         if spent is not None:
             self.planned_ = max(self.planned_, float(spent))
         H, W = self.shape
         t = self.timing
         gain = np.where(candidates, erd, 0.0).astype(np.float64)
+        if pending is not None and pending.any():
+            gain[distance_transform_edt(~pending) < distance] = 0.0
         here = np.asarray(start if start is not None else (0, 0), dtype=np.float64)
         segments = []
         for _ in range(self.segments_per_batch):

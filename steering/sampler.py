@@ -443,7 +443,8 @@ class Sampler:
     def _ask_next(self, n: int, start) -> np.ndarray:
         cand_mask = ~(self._maps.measured | self._pending | self._excluded)
         if self.fly_ is not None:
-            flat = self.fly_.next_batch(self._maps.erd, self._maps.distance, cand_mask, start, self._signals.beam_time)
+            flat = self.fly_.next_batch(self._maps.erd, self._maps.distance, cand_mask, start,
+                                        self._signals.beam_time, self._pending)
             if len(flat) == 0 and not self._pending.any():
                 self._stop_reason = (f"beam time budget planned: {self.fly_.planned_:.1f} s of "
                                      f"{self.fly_.budget:.1f} s at fraction {self.fraction:.4f}")

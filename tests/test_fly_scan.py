@@ -127,3 +127,45 @@ def test_a_fly_scan_needs_a_flyer_with_a_timing_model(blobs):
         RE(smart_scan([scope.det], scope.y, 0, 63, 64, scope.x, 0, 63, 64, flyer=scope.flyer,
                       sampler={"scan_mode": "point", "timing": {"pixel_size": 1.0, "dwell": 0.01, "velocity": 1.0,
                                                                 "acceleration": 1.0}}))
+
+
+class RecordingSampler:
+    """Wraps a `Sampler`'s ask to record how many points were pending (asked, not told) at each ask."""
+
+    def __init__(self, sampler):
+        self.sampler, self.pending_at_ask = sampler, []
+        ask = sampler.ask
+
+        def recording_ask(*args, **kwargs):
+            self.pending_at_ask.append(len(sampler.pending_points))
+            return ask(*args, **kwargs)
+
+        sampler.ask = recording_ask
+
+
+@pytest.mark.parametrize("fly", [True, False])
+def test_the_next_batch_is_asked_for_while_one_is_measured_and_nothing_is_measured_twice(blobs, fly):
+    from steering import Sampler, StopCriteria
+
+    scope = SimulatedMicroscope(blobs, name="sim", timing=TIMING)
+    budget = 0.3 * full_raster_time((64, 64), TIMING)
+    if fly:
+        sampler = Sampler((64, 64), seed=0, timing=TIMING, scan_mode="fly",
+                          stop=StopCriteria(max_fraction=None, max_beam_time=budget))
+    else:
+        sampler = Sampler((64, 64), seed=0, stop=StopCriteria(max_fraction=0.15))
+    recorder = RecordingSampler(sampler)
+    RE = RunEngine({})
+    events = []
+    RE.subscribe(lambda name, doc: events.append(name))
+    RE(smart_scan([scope.det], scope.y, 0, 63, 64, scope.x, 0, 63, 64, flyer=scope.flyer if fly else None,
+                  sampler=sampler, beam_clock=lambda: scope.clock.now, pipeline=True))
+    stored = _pixels(scope.det.exposures_)
+    assert max(stored.values()) == 1 and len(stored) == sampler.n_measured
+    assert not sampler.pending_points.size  # what was asked ahead and not measured was released
+    # after the initial pattern, each batch was asked for while the one before it was still pending
+    ahead = [n for n in recorder.pending_at_ask[2:] if n > 0]
+    assert len(ahead) >= 2, recorder.pending_at_ask
+    if fly:
+        assert scope.clock.now <= budget
+    print(f"\npipelined ({'fly' if fly else 'step'}): pending points at each ask {recorder.pending_at_ask}")
