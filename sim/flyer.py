@@ -97,18 +97,17 @@ class SimulatedFlyer(Device):
             clock.advance(timing.line_overhead)
             pixel_time = timing.pixel_time_over(step)
         sweep = (np.arange(_SWEEP_SAMPLES) + 0.5) / _SWEEP_SAMPLES - 0.5  # offsets across one pixel's stretch
-        flux = float(scope.det.flux.get())
+        means = scope.optics.values_at(np.full(len(xs) * len(sweep), y), (xs[:, None] + sweep * step).ravel())
+        means = means.reshape(len(xs), len(sweep)).mean(axis=1)
+        flux, peak = float(scope.det.flux.get()), scope.optics.peak
+        if flux > 0:
+            means = scope.rng.poisson(np.maximum(means, 0.0) / peak * flux * pixel_time) if peak > 0 else 0 * means
         now = time.time()
         self._buffer = []
-        for x in xs:
-            mean = float(np.mean([scope.optics.value_at(y, x + d * step) for d in sweep])) if step else \
-                scope.optics.value_at(y, x)
-            if flux > 0:
-                peak = scope.optics.peak
-                mean = float(scope.rng.poisson(max(mean, 0.0) / peak * flux * pixel_time)) if peak > 0 else 0.0
+        for x, mean in zip(xs.tolist(), means.tolist(), strict=True):
             clock.advance(pixel_time)
-            scope.det.exposures_.append((y, float(x)))
-            data = {scope.det.name: mean, scope.y.name: y, scope.x.name: float(x), **flight["tags"]}
+            scope.det.exposures_.append((y, x))
+            data = {scope.det.name: float(mean), scope.y.name: y, scope.x.name: x, **flight["tags"]}
             self._buffer.append({"data": data, "timestamps": dict.fromkeys(data, now), "time": now})
         scope.y.readback.put(y)
         scope.x.readback.put(float(xs[-1]))

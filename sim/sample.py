@@ -101,6 +101,12 @@ class SampleImage:
         c = (x - self.origin[1]) / self.pixel_yx[1]
         return float(map_coordinates(self.image, [[r], [c]], order=1, mode="nearest")[0])
 
+    def values_at(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """`value_at` of many stage positions at once."""
+        r = (np.asarray(y, dtype=np.float64) - self.origin[0]) / self.pixel_yx[0]
+        c = (np.asarray(x, dtype=np.float64) - self.origin[1]) / self.pixel_yx[1]
+        return map_coordinates(self.image, [r, c], order=1, mode="nearest")
+
     def count(self, y: float, x: float, *, dwell: float, flux: float, rng: np.random.Generator) -> float:
         """One detector reading at (y, x).
 
