@@ -26,11 +26,22 @@ from steering.timing import StageTiming
 TIMING = StageTiming(pixel_size=0.05, dwell=0.01, velocity=200.0, acceleration=2000.0, settle=0.02, line_overhead=0.3)
 
 
-def fly_once(pipeline: bool, share: float, time_scale: float) -> dict:
+def fly_once(pipeline: bool, share: float, time_scale: float, per_message: dict | None = None) -> dict:
+    """One fly scan; with ``per_message``, the wall time spent from each message to the next, by command."""
     scope = SimulatedMicroscope(None, name="sim", pixel_size=0.05, timing=TIMING, time_scale=time_scale)
     (h, w), (y0, y1, x0, x1) = scope.shape, scope.extent()
     budget = share * full_raster_time(scope.shape, TIMING)
     RE = RunEngine({})
+    if per_message is not None:
+        last = {}
+
+        def hook(msg):
+            now = time.perf_counter()
+            if last:
+                per_message[last["command"]] = per_message.get(last["command"], 0.0) + now - last["time"]
+            last.update(command=msg.command, time=now)
+
+        RE.msg_hook = hook
     steering = []
     RE.subscribe(lambda name, doc: steering.append(doc["data"]) if name == "event" and
                  "steering_decision_time" in doc["data"] else None)
@@ -55,6 +66,11 @@ def main(argv=None) -> int:
         print(f"pipeline={pipeline!s:5}: {r['batches']} batches, scan took {real:.2f} s of beam time (wall / "
               f"time_scale) for a route the model prices at {r['model']:.2f} s ({excess:+.1f}%); "
               f"decisions {r['decisions']:.2f} s in all")
+    per_message: dict = {}
+    r = fly_once(True, args.share, 0.0, per_message)
+    top = sorted(per_message.items(), key=lambda item: -item[1])[:5]
+    print(f"the plan's own work (time_scale=0): {r['wall']:.2f} s of wall time; by message: "
+          + ", ".join(f"{command} {seconds:.2f} s" for command, seconds in top))
     return 0
 
 
