@@ -23,6 +23,7 @@ from plans.resume import resume
 from plans.sampler_settings import make_sampler, sampler_metadata
 from plans.stubs import (
     FailureRecord,
+    PointResult,
     PointTags,
     SteeringMaps,
     SteeringReport,
@@ -221,6 +222,17 @@ def _step_batch(grid: ScanGrid, points, probes, readables, tags: PointTags, fiel
     return values
 
 
+def _flown_failures(grid: ScanGrid, points, values, field: str, policy: FailurePolicy, failures, guard: ReplayGuard):
+    """Account for the pixels of a flown batch as the step mode does: an event in ``steering_failures`` for each
+    one whose value is not finite (its reading is stored in ``primary`` as it came), and the policy's rules."""
+    for pixel, value in zip(map(tuple, points.tolist()), values.tolist(), strict=True):
+        result = PointResult(value=value, problems=[] if np.isfinite(value) else [f"{field} read {value}"])
+        if not np.isfinite(value):
+            yield from record_failure(failures, grid, pixel, result, 1)
+            yield from guard.checkpoint()
+        policy.point_done(pixel, value, result.problems, label=grid.label(*pixel) if result.problems else "")
+
+
 def _steer(sampler: Sampler, grid: ScanGrid, readables, tags: PointTags, field: str, *, reduce: str,
            timeout: float | None, policy: FailurePolicy, clock: BeamClock, maps_every: int, first_batch: int,
            flyer=None, pipeline: bool = False):
@@ -245,6 +257,7 @@ def _steer(sampler: Sampler, grid: ScanGrid, readables, tags: PointTags, field: 
                 values = yield from fly_batch(grid, flyer, points, batch=batch, field=field, reduce=reduce,
                                               guard=guard, timeout=timeout)
                 clock.add(time.perf_counter() - t_batch)
+                yield from _flown_failures(grid, points, values, field, policy, failures, guard)
             else:
                 values = yield from _step_batch(grid, points, probes, readables, tags, field, batch=batch,
                                                 reduce=reduce, timeout=timeout, policy=policy, clock=clock,

@@ -169,3 +169,45 @@ def test_the_next_batch_is_asked_for_while_one_is_measured_and_nothing_is_measur
     if fly:
         assert scope.clock.now <= budget
     print(f"\npipelined ({'fly' if fly else 'step'}): pending points at each ask {recorder.pending_at_ask}")
+
+
+class GlitchingFlyer(SimulatedFlyer):
+    """Reads NaN at chosen pixels (y, x), as a detector that drops a frame would."""
+
+    def __init__(self, scope, bad, *, name):
+        super().__init__(scope, name=name)
+        self.bad = set(bad)
+
+    def kickoff(self):
+        status = super().kickoff()
+        for event in self._buffer:
+            if (round(event["data"]["sim_y"]), round(event["data"]["sim_x"])) in self.bad:
+                event["data"]["sim_det"] = float("nan")
+        return status
+
+
+def test_a_pixel_that_reads_nan_in_flight_is_stored_as_read_and_recorded_as_failed(blobs, catalog):
+    scope = SimulatedMicroscope(blobs, name="sim", timing=TIMING)
+    scope.flyer = GlitchingFlyer(scope, {(0, 0), (0, 63), (63, 63)}, name="sim_flyer")
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    (uid,) = RE(_fly(scope))
+    assert catalog.writer.wait()
+    data = read_scan(catalog.client[uid])
+    nan_at = {tuple(p) for p, v in zip(data.points.tolist(), data.values, strict=True) if not np.isfinite(v)}
+    assert nan_at == {(0, 0), (0, 63), (63, 63)}  # the readings taken are stored as they came
+    assert {tuple(p) for p in data.failed.tolist()} == nan_at  # and each has an event in steering_failures
+    assert catalog.client[uid].metadata["stop"]["exit_status"] == "success"
+
+
+def test_a_flyer_that_reads_only_nan_ends_the_run_as_failed(blobs, catalog):
+    scope = SimulatedMicroscope(blobs, name="sim", timing=TIMING)
+    scope.flyer = GlitchingFlyer(scope, {(y, x) for y in range(64) for x in range(64)}, name="sim_flyer")
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    stops = []
+    RE.subscribe(lambda name, doc: stops.append(doc) if name == "stop" else None)
+    with pytest.raises(RuntimeError, match="in a row could not be measured"):
+        RE(_fly(scope))
+    assert catalog.writer.wait()
+    assert stops[-1]["exit_status"] == "fail" and "the instrument looks down" in stops[-1]["reason"]
