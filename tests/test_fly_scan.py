@@ -211,3 +211,27 @@ def test_a_flyer_that_reads_only_nan_ends_the_run_as_failed(blobs, catalog):
         RE(_fly(scope))
     assert catalog.writer.wait()
     assert stops[-1]["exit_status"] == "fail" and "the instrument looks down" in stops[-1]["reason"]
+
+
+class BrokenFlyer(SimulatedFlyer):
+    """Raises at its third flight, as a controller that loses its trigger would."""
+
+    def kickoff(self):
+        if self.flights_ == 2:
+            raise RuntimeError("sim_flyer: position trigger lost")
+        return super().kickoff()
+
+
+def test_a_flyer_that_raises_ends_the_run_as_failed_and_keeps_the_lines_flown(blobs, catalog):
+    scope = SimulatedMicroscope(blobs, name="sim", timing=TIMING)
+    scope.flyer = BrokenFlyer(scope, name="sim_flyer")
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    stops = []
+    RE.subscribe(lambda name, doc: stops.append(doc) if name == "stop" else None)
+    with pytest.raises(RuntimeError, match="position trigger lost"):
+        RE(_fly(scope))
+    assert catalog.writer.wait()
+    assert stops[-1]["exit_status"] == "fail" and "position trigger lost" in stops[-1]["reason"]
+    data = read_scan(catalog.client[stops[-1]["run_start"]])
+    assert len(data.points) == len(_pixels(scope.det.exposures_)) > 0  # the two lines flown are stored
