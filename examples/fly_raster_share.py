@@ -1,6 +1,6 @@
 """Validation of fly mode's raster share on fresh synthetic images (not the benchmark's data).
 
-    python examples/fly_raster_share.py [--shares 0.75 0.9 1.0] [--seed 20261207]
+    python examples/fly_raster_share.py [--shares 0.5 0.75 0.9 1.0] [--seed 20261207]
 
 Ten synthetic 128x128 images, two of each kind the ERD network is trained on, drawn with a seed of
 their own; the benchmark's fast stage; budgets of 5%, 10% and 25% of a full fly raster's beam time.
@@ -37,7 +37,7 @@ def fly_points(truth, timing, seconds, share, seed=0):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shares", type=float, nargs="+", default=[0.75, 0.9, 1.0])
+    ap.add_argument("--shares", type=float, nargs="+", default=[0.5, 0.75, 0.9, 1.0])
     ap.add_argument("--seed", type=int, default=20261207)
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)

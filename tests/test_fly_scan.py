@@ -148,7 +148,7 @@ def test_the_next_batch_is_asked_for_while_one_is_measured_and_nothing_is_measur
     from steering import Sampler, StopCriteria
 
     scope = SimulatedMicroscope(blobs, name="sim", timing=TIMING)
-    budget = 0.3 * full_raster_time((64, 64), TIMING)
+    budget = 0.6 * full_raster_time((64, 64), TIMING)
     if fly:
         sampler = Sampler((64, 64), seed=0, timing=TIMING, scan_mode="fly",
                           stop=StopCriteria(max_fraction=None, max_beam_time=budget))
