@@ -42,7 +42,7 @@ def make_sampler(sampler: Sampler | dict | str | Path | None, shape: tuple[int, 
     shape : (H, W)
     flyer : flyer device, optional
         A fly scan: the settings get ``scan_mode="fly"`` and, unless they hold one, the flyer's
-        timing model (its ``timing``, or its microscope's).
+        timing model (its ``timing``).
     """
     sampler = _fly_settings(sampler, flyer) if flyer is not None else sampler
     if isinstance(sampler, Sampler):
@@ -94,7 +94,7 @@ def _fly_settings(sampler, flyer):
     if settings.setdefault("scan_mode", "fly") != "fly":
         raise ValueError(f"a scan with a flyer flies: scan_mode must be 'fly', got {settings['scan_mode']!r}")
     if settings.get("timing") is None:
-        timing = getattr(flyer, "timing", None) or getattr(getattr(flyer, "scope", None), "timing", None)
+        timing = getattr(flyer, "timing", None)
         if timing is None:
             raise ValueError("a fly scan needs a timing model: sampler={'timing': {...StageTiming fields...}}")
         settings["timing"] = timing

@@ -59,9 +59,14 @@ class SimulatedFlyer(Device):
         self._tag_keys: tuple[str, ...] = ("sampler_batch", "sampler_probe")
         self._buffer: list[dict] = []
 
+    @property
+    def timing(self):
+        """The microscope's timing model (`steering.timing.StageTiming`), or None: what a fly scan plans with."""
+        return self.scope.timing
+
     def prepare(self, value: dict) -> Status:
         """Set the next flight (see the class docstring)."""
-        if self.scope.timing is None:
+        if self.timing is None:
             raise RuntimeError(f"{self.name}: the microscope has no timing model; make it with timing=StageTiming(...)")
         xs = np.asarray(value.get("x", ()), dtype=np.float64).reshape(-1)
         if len(xs) == 0 or not np.all(np.isfinite(xs)) or not np.isfinite(value.get("y", np.nan)):
@@ -81,7 +86,7 @@ class SimulatedFlyer(Device):
         flight, self._next = self._next, None
         if flight is None:
             raise RuntimeError(f"{self.name}: kickoff without a prepared flight")
-        scope, timing = self.scope, self.scope.timing
+        scope, timing = self.scope, self.timing
         y, xs = flight["y"], flight["x"]
         if not (np.isclose(scope.y.position, y) and np.isclose(scope.x.position, xs[0])):
             raise RuntimeError(f"{self.name}: the stage is at ({scope.y.position:g}, {scope.x.position:g}), "

@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from .timing import StageTiming, flown_runs
+from .timing import StageTiming
 
 __all__ = ["fly_raster", "coarse_raster", "raster_time", "raster_positions", "full_raster_time", "fly_budget",
-           "FlyPlanner", "segments_of", "SEGMENT_LENGTHS"]
+           "FlyPlanner", "SEGMENT_LENGTHS"]
 
 #: Lengths of the candidate segments, as fractions of a row.
 SEGMENT_LENGTHS = (0.125, 0.25, 0.5, 1.0)
@@ -228,8 +228,3 @@ class FlyPlanner:
                     best = (int(i[0]), int(starts[i[1]]), int(starts[i[1]] + n), step)
         return best
 
-
-def segments_of(points) -> list[np.ndarray]:
-    """The flown segments of a route (see `steering.timing.flown_runs`), each a (k, 2) array."""
-    pts = np.asarray(points, dtype=np.int64).reshape(-1, 2)
-    return [pts[a:b] for a, b in flown_runs(pts)]

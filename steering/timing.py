@@ -9,7 +9,6 @@ a fly scan would fly.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,15 +73,13 @@ class StageTiming:
         """
         return self.travel_over(abs(float(pixels)) * self.pixel_size)
 
-    def travel_over(self, distance: float) -> float:
-        """`move_time` of a ``distance`` in the model's length unit (what a simulated stage books)."""
-        d = abs(float(distance))
-        if d == 0.0:
-            return 0.0
+    def travel_over(self, distance):
+        """`move_time` of a ``distance`` (a number or an array) in the model's length unit (what a
+        simulated stage books)."""
+        d = np.abs(np.asarray(distance, dtype=np.float64))
         a, v = self.acceleration, self.velocity
-        if d <= v * v / a:
-            return 2.0 * math.sqrt(d / a)
-        return d / v + v / a
+        t = np.where(d <= v * v / a, 2.0 * np.sqrt(d / a), d / v + v / a)
+        return float(t) if t.ndim == 0 else t
 
     def travel_time(self, start, stop) -> float:
         """Seconds to travel between two pixels (row, col); the axes move at the same time."""
@@ -127,9 +124,7 @@ class StageTiming:
             return 0.0
         here = pts[0] if start is None else np.asarray(start)
         if mode == "point":
-            rows = np.abs(np.diff(np.vstack([here, pts]), axis=0))
-            moves = np.maximum(self.move_times(rows[:, 0]), self.move_times(rows[:, 1]))
-            return float(moves.sum() + len(pts) * (self.settle + self.dwell))
+            return float(self.step_times(pts, start=here).sum())
         if mode != "fly":
             raise ValueError(f"mode must be 'point' or 'fly', got {mode!r}")
         total = 0.0
@@ -143,10 +138,15 @@ class StageTiming:
 
     def move_times(self, pixels) -> np.ndarray:
         """`move_time` of each element of an array of distances in pixels."""
-        d = np.abs(np.asarray(pixels, dtype=np.float64)) * self.pixel_size
-        a, v = self.acceleration, self.velocity
-        short = d <= v * v / a
-        return np.where(d == 0, 0.0, np.where(short, 2.0 * np.sqrt(d / a), d / v + v / a))
+        return np.asarray(self.travel_over(np.asarray(pixels, dtype=np.float64) * self.pixel_size))
+
+    def step_times(self, points, *, start=None) -> np.ndarray:
+        """(k,) seconds of each pixel of a step scan through ``points`` (travel from the one before, or
+        from ``start``, default the first pixel; settle; dwell)."""
+        pts = np.asarray(points, dtype=np.int64).reshape(-1, 2)
+        here = pts[:1] if start is None else np.asarray(start).reshape(1, 2)
+        steps = np.abs(np.diff(np.vstack([here, pts]), axis=0))
+        return np.maximum(self.move_times(steps[:, 0]), self.move_times(steps[:, 1])) + self.settle + self.dwell
 
 
 def flown_runs(points) -> list[tuple[int, int]]:

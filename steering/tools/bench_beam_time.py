@@ -62,9 +62,7 @@ def run_point(truth: np.ndarray, timing: StageTiming, seconds: float, *, model=N
         p = s.ask(start=here)
         if len(p) == 0:
             break
-        start = p[0] if here is None else here
-        steps = np.abs(np.diff(np.vstack([start, p]), axis=0))
-        cost = np.maximum(timing.move_times(steps[:, 0]), timing.move_times(steps[:, 1])) + timing.settle + timing.dwell
+        cost = timing.step_times(p, start=here)
         fits = int(np.searchsorted(np.cumsum(cost), seconds - spent, side="right"))
         if fits < len(p):
             s.release(p[fits:])
@@ -74,7 +72,7 @@ def run_point(truth: np.ndarray, timing: StageTiming, seconds: float, *, model=N
         spent += float(cost[:fits].sum())
         s.tell(p, truth[p[:, 0], p[:, 1]])
         here = p[-1]
-        if fits < len(steps):
+        if fits < len(cost):
             break
     return s.measured_points, spent
 
