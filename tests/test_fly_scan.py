@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
+from ophyd import Device
 from ophyd.status import Status
 
 from plans import read_scan, smart_scan
@@ -180,10 +181,45 @@ class GlitchingFlyer(SimulatedFlyer):
 
     def kickoff(self):
         status = super().kickoff()
-        for event in self._buffer:
-            if (round(event["data"]["sim_y"]), round(event["data"]["sim_x"])) in self.bad:
-                event["data"]["sim_det"] = float("nan")
+        data = self._page["data"]
+        for i, (y, x) in enumerate(zip(data["sim_y"], data["sim_x"], strict=True)):
+            if (round(y), round(x)) in self.bad:
+                data["sim_det"][i] = float("nan")
         return status
+
+
+class EventFlyer(Device):
+    """The simulated flyer, collecting one event per pixel (``collect``) instead of a page per line."""
+
+    def __init__(self, scope, *, name):
+        super().__init__("", name=name)
+        self.inner = SimulatedFlyer(scope, name=name)
+        self.timing = self.inner.timing
+        self.prepare, self.kickoff, self.complete = self.inner.prepare, self.inner.kickoff, self.inner.complete
+        self.describe_collect = self.inner.describe_collect
+
+    def collect(self):
+        for page in self.inner.collect_pages():
+            for i, when in enumerate(page["time"]):
+                yield {"data": {key: values[i] for key, values in page["data"].items()},
+                       "timestamps": {key: stamps[i] for key, stamps in page["timestamps"].items()}, "time": when}
+
+
+def test_a_flyer_that_collects_events_is_stored_as_one_that_collects_pages(blobs, catalog):
+    stored = []
+    for flyer in (SimulatedFlyer, EventFlyer):
+        scope = SimulatedMicroscope(blobs, name="sim", timing=TIMING)
+        scope.flyer = flyer(scope, name="sim_flyer")
+        RE = RunEngine({})
+        RE.subscribe(catalog.writer)
+        (uid,) = RE(_fly(scope))
+        assert catalog.writer.wait()
+        stored.append(read_scan(catalog.client[uid]))
+    pages, events = stored
+    assert len(pages.points) > 400
+    np.testing.assert_array_equal(events.points, pages.points)
+    np.testing.assert_array_equal(events.values, pages.values)
+    assert events.beam_time == pages.beam_time
 
 
 def test_a_pixel_that_reads_nan_in_flight_is_stored_as_read_and_recorded_as_failed(blobs, catalog):
