@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from .timing import StageTiming
+from .timing import StageTiming, flown_runs
 
 __all__ = ["fly_raster", "coarse_raster", "raster_time", "raster_positions", "full_raster_time", "fly_budget",
            "FlyPlanner", "SEGMENT_LENGTHS"]
@@ -39,13 +39,19 @@ def raster_positions(width: int, step: int) -> np.ndarray:
     return cols if cols[-1] == width - 1 else np.append(cols, width - 1)
 
 
-def raster_time(rows: np.ndarray, cols: np.ndarray, timing: StageTiming) -> float:
+def raster_time(rows: np.ndarray, cols: np.ndarray, timing: StageTiming, *,
+                line_times: tuple[float, float] | None = None) -> float:
     """Seconds of flying `_serpentine` ``(rows, cols)``: what ``timing.route_time(..., mode="fly")`` says
-    of it, without building the route (every row costs the same each way)."""
-    line = np.column_stack([np.zeros(len(cols), np.int64), cols])
-    there, back = timing.route_time(line, mode="fly"), timing.route_time(line[::-1], mode="fly")
+    of it, without building the route (every row costs the same each way: ``line_times``, the seconds
+    of a row flown forwards and backwards, computed if not given)."""
+    there, back = _line_times(cols, timing) if line_times is None else line_times
     n = len(rows)
     return (n + 1) // 2 * there + n // 2 * back + float(timing.move_times(np.diff(rows)).sum())
+
+
+def _line_times(cols: np.ndarray, timing: StageTiming) -> tuple[float, float]:
+    line = np.column_stack([np.zeros(len(cols), np.int64), cols])
+    return timing.route_time(line, mode="fly"), timing.route_time(line[::-1], mode="fly")
 
 
 def coarse_raster(shape: tuple[int, int], step: int) -> np.ndarray:
@@ -83,12 +89,26 @@ def fly_raster(shape: tuple[int, int], timing: StageTiming, seconds: float,
         lo = int(np.ceil((H - 1) / (anisotropy[1] * step) + 1))
         hi = int(np.floor((H - 1) / (anisotropy[0] * step) + 1))
         cols = raster_positions(W, step)
-        for n_rows in range(min(hi, H), max(lo, 2) - 1, -1):
-            rows = np.unique(np.round(np.linspace(0, H - 1, n_rows)).astype(np.int64))
-            if raster_time(rows, cols, timing) <= seconds:
-                if best is None or len(rows) * len(cols) > len(best[0]) * len(best[1]):
-                    best = (rows, cols)
-                break
+        if best is not None and min(hi, H) * len(cols) <= len(best[0]) * len(best[1]):
+            continue  # cannot hold more pixels than the best so far
+        line_times = _line_times(cols, timing)
+
+        def rows_of(n_rows):
+            return np.unique(np.round(np.linspace(0, H - 1, n_rows)).astype(np.int64))
+
+        # the most rows that fit, by bisection (the time grows with the number of rows)
+        lo, hi = max(lo, 2), min(hi, H)
+        if lo > hi or raster_time(rows_of(lo), cols, timing, line_times=line_times) > seconds:
+            continue
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if raster_time(rows_of(mid), cols, timing, line_times=line_times) <= seconds:
+                lo = mid
+            else:
+                hi = mid - 1
+        rows = rows_of(lo)
+        if best is None or len(rows) * len(cols) > len(best[0]) * len(best[1]):
+            best = (rows, cols)
     if best is None:  # not even the sparsest raster fits: two rows at the coarsest step
         best = (np.array([0, H - 1]) if H > 1 else np.array([0]), raster_positions(W, max(1, W - 1)))
     return _serpentine(*best)
@@ -122,6 +142,10 @@ class FlyPlanner:
         Share of ``budget`` spent on the initial raster.
     segments_per_batch : int
         Segments chosen per batch (the maps are refreshed between batches).
+    raster_tail : float
+        Share of the raster's time asked for as a batch of its own, after the rest: while it is
+        flown, the maps can be built from the rest and the first segments chosen (a pipelined plan
+        asks ahead), so that building them costs no beam time.
 
     Attributes
     ----------
@@ -132,13 +156,15 @@ class FlyPlanner:
     """
 
     def __init__(self, shape: tuple[int, int], timing: StageTiming, budget: float, *, raster_share: float = 0.9,
-                 segments_per_batch: int = 4):
+                 segments_per_batch: int = 4, raster_tail: float = 0.03):
         self.shape = shape
         self.timing = timing
         self.budget = float(budget)
         self.raster_share = float(raster_share)
         self.segments_per_batch = int(segments_per_batch)
+        self.raster_tail = float(raster_tail)
         self.planned_ = 0.0
+        self._tail_start: int | None = None
         self.column_steps_: tuple[int, ...] = (1,)
 
     def initial(self) -> np.ndarray:
@@ -147,7 +173,23 @@ class FlyPlanner:
         self.planned_ += self.timing.route_time(pts, mode="fly")
         step = int(abs(pts[1, 1] - pts[0, 1])) if len(pts) > 1 and pts[1, 0] == pts[0, 0] else 1
         self.column_steps_ = (1,) if step <= 1 else (1, step)
-        return pts[:, 0] * self.shape[1] + pts[:, 1]
+        flat = pts[:, 0] * self.shape[1] + pts[:, 1]
+        # the tail: the last lines, from the first whose start leaves at most raster_tail of the time
+        runs = flown_runs(pts)
+        ends = np.cumsum([self.timing.route_time(pts[a:b], mode="fly", start=pts[a - 1] if a else None)
+                          for a, b in runs])
+        self._tail_start = None
+        if len(runs) > 1 and self.raster_tail > 0:
+            late = [a for (a, _), before in zip(runs[1:], ends[:-1], strict=True)
+                    if before >= (1 - self.raster_tail) * ends[-1]]
+            self._tail_start = int(flat[late[0] if late else runs[-1][0]])
+        return flat
+
+    def raster_batch(self, queue: np.ndarray) -> np.ndarray:
+        """What to ask for now of the raster's ``queue`` (flat indices not yet asked for, in flying
+        order): the lines before the tail while they are all left, then the rest."""
+        at = np.flatnonzero(queue == self._tail_start)
+        return queue[:at[0]] if len(at) and at[0] > 0 else queue
 
     def next_batch(self, erd: np.ndarray, distance: np.ndarray, candidates: np.ndarray, start=None,
                    spent: float | None = None, pending: np.ndarray | None = None) -> np.ndarray:

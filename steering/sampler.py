@@ -302,7 +302,7 @@ class Sampler:
         Parameters
         ----------
         n : int, optional
-            How many points (default `batch_size`; the first call returns the whole initial pattern).
+            How many points (default `batch_size`; the first call: the initial pattern, in fly mode less its tail).
         start : (row, col), optional
             Where the stage is; the route begins nearest to it.
 
@@ -366,8 +366,7 @@ class Sampler:
         if len(flat):
             self._record(flat, vals, probed)
             signals = self.signals  # one pass over the ERD map serves the stop check and the history
-            if self._stop_reason is None:
-                self._stop_reason = self.stop_.check(signals)
+            self._stop_reason = self._stop_reason or self.stop_.check(signals)
             if self._maps.ready:
                 dt = time.perf_counter() - t0
                 self.tell_times_.append(dt)
@@ -433,11 +432,12 @@ class Sampler:
             self._initial_queue = pts[:, 0] * self.shape[1] + pts[:, 1]
         taken = (self._pending | measured | self._excluded).ravel()[self._initial_queue]
         queue = self._initial_queue[~taken]  # a failed point of the pattern is asked again, no other
-        if len(queue) == 0:
-            if self.n_measured == 0 or self._pending.any():
+        if len(queue) == 0:  # in fly mode the maps are built while the raster's tail is flown
+            if self.n_measured == 0 or (self._pending.any() and self.fly_ is None):
                 return None
             self._build()
             return self._ask_next(n or self.batch_size_, start)
+        queue = queue if self.fly_ is None else self.fly_.raster_batch(queue)
         return queue if n is None else queue[:n]
 
     def _ask_next(self, n: int, start) -> np.ndarray:

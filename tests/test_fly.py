@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from steering import Sampler, StopCriteria, run
-from steering.fly import coarse_raster, fly_budget, fly_raster, full_raster_time
+from steering.fly import FlyPlanner, coarse_raster, fly_budget, fly_raster, full_raster_time
 from steering.timing import StageTiming, flown_runs
 from steering.tools.bench_beam_time import SCENARIOS, finest_raster, run_fly, run_point
 
@@ -81,11 +81,52 @@ def test_fly_mode_asks_for_flown_lines_within_its_beam_time(blobs):
     assert s.fly_.planned_ == pytest.approx(FAST.route_time(route, mode="fly")) and s.fly_.planned_ <= budget
     assert s.fly_.planned_ > 0.95 * budget  # the budget is spent, not left over
     assert s.stop_reason.startswith("beam time budget planned")
-    for batch in routes[1:]:  # after the raster: whole segments, each in one row, flown in one direction
+    for batch in routes[2:]:  # after the raster and its tail: whole segments, each in one row, in one direction
         runs = flown_runs(batch)
         assert len(runs) <= s.fly_.segments_per_batch and all(b - a >= 2 for a, b in runs)
     print(f"\nfly mode, 64x64 at 20% of a full fly raster's time: {len(routes)} asks, {s.n_measured} pixels, "
           f"{s.fly_.planned_:.2f} s of {budget:.2f} s")
+
+
+def test_the_rasters_tail_comes_last_and_the_maps_are_built_while_it_is_flown(blobs):
+    budget = 0.25 * full_raster_time(blobs.shape, FAST)
+    s = Sampler(blobs.shape, timing=FAST, scan_mode="fly", seed=0,
+                stop=StopCriteria(max_fraction=None, max_beam_time=budget))
+    first = s.ask()
+    tail = s.ask(start=first[-1])  # asked ahead, while the first part is flown
+    raster = fly_raster(blobs.shape, FAST, s.fly_.raster_share * budget)
+    np.testing.assert_array_equal(np.vstack([first, tail]), raster)
+    whole, tail_time = FAST.route_time(raster, mode="fly"), FAST.route_time(tail, mode="fly", start=first[-1])
+    a = flown_runs(first)[-1][0]  # the last line before the tail, with the move into it
+    line_before = FAST.route_time(first[a:], mode="fly", start=first[a - 1])
+    share = s.fly_.raster_tail * whole  # the tail: the last lines within this share, at least one line
+    assert len(flown_runs(tail)) == 1 or tail_time <= share
+    assert share < tail_time + line_before
+    s.tell(first, blobs[first[:, 0], first[:, 1]])
+    assert not s.erd.any()  # nothing built yet
+    segments = s.ask(start=tail[-1])  # asked ahead, while the tail is flown: the maps are built first
+    assert s.erd.any() and len(segments)
+    assert not ({tuple(p) for p in segments.tolist()} & {tuple(p) for p in tail.tolist()})
+    s.tell(tail, blobs[tail[:, 0], tail[:, 1]])
+    s.tell(segments, blobs[segments[:, 0], segments[:, 1]])
+    assert s.n_measured == len(raster) + len(segments)
+    print(f"\n64x64, 25% budget: raster {len(first)} + tail {len(tail)} pixels ({tail_time:.2f} s of "
+          f"{whole:.2f} s), then {len(segments)} pixels of segments chosen with the tail pending")
+
+
+def test_the_tail_is_the_last_lines_of_the_raster_within_its_share_of_the_time():
+    shape = (256, 256)
+    planner = FlyPlanner(shape, FAST, 0.1 * full_raster_time(shape, FAST), raster_tail=0.2)
+    flat = planner.initial()
+    first = planner.raster_batch(flat)
+    tail = planner.raster_batch(flat[len(first):])
+    np.testing.assert_array_equal(tail, flat[len(first):])  # the rest, whole
+    route = np.stack(np.divmod(flat, shape[1]), axis=1)
+    whole, head_time = FAST.route_time(route, mode="fly"), FAST.route_time(route[:len(first)], mode="fly")
+    runs = flown_runs(route[len(first):])
+    a = flown_runs(route[:len(first)])[-1][0]  # the line before the tail, with the move into it
+    line_before = FAST.route_time(route[a:len(first)], mode="fly", start=route[a - 1])
+    assert len(runs) > 1 and whole - head_time <= 0.2 * whole < whole - head_time + line_before
 
 
 def test_fly_mode_beats_the_coarse_raster_of_equal_beam_time_on_the_test_image(blobs):

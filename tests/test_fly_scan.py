@@ -169,6 +169,9 @@ def test_the_next_batch_is_asked_for_while_one_is_measured_and_nothing_is_measur
     assert len(ahead) >= 2, recorder.pending_at_ask
     if fly:
         assert scope.clock.now <= budget
+        # every ask but the first (and a last one that finds the budget spent) while a batch was flown:
+        # the maps were built while the raster's tail was
+        assert all(n > 0 for n in recorder.pending_at_ask[1:-1]), recorder.pending_at_ask
     print(f"\npipelined ({'fly' if fly else 'step'}): pending points at each ask {recorder.pending_at_ask}")
 
 

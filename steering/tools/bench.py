@@ -290,7 +290,7 @@ def main(argv=None) -> int:
 
 def _main_beam_time(args) -> int:
     from ..erd import load_model
-    from .bench_beam_time import beam_time_benchmark, fly_decision_times, format_beam_time
+    from .bench_beam_time import beam_time_benchmark, fly_decision_times, format_beam_time, format_fly_decision_times
 
     data = args.data or default_data_dir()
     images = benchmark_images(data, full=False, skimage=False)
@@ -306,11 +306,7 @@ def _main_beam_time(args) -> int:
     (args.out / "beam_time.json").write_text(json.dumps({"rows": rows, "fly_decision_times": speed}, indent=1))
     report = format_beam_time(rows)
     if speed is not None:
-        report += (f"\n\nFly-mode decisions on {speed['shape'][0]}x{speed['shape'][1]} (fast stage, 10% budget): "
-                   f"raster ask {speed['raster_ask_s']:.2f} s ({speed['raster_points']} points), the tell that "
-                   f"builds the maps {speed['build_tell_s']:.2f} s, then per batch of segments ask "
-                   f"{1e3 * float(np.median(speed['segment_ask_s'])):.0f} ms and tell "
-                   f"{1e3 * float(np.median(speed['segment_tell_s'])):.0f} ms (medians)")
+        report += "\n\n" + format_fly_decision_times(speed)
     (args.out / "beam_time.md").write_text(report + "\n")
     print(report)
     return 0

@@ -28,7 +28,7 @@ from ..stopping import StopCriteria
 from ..timing import StageTiming
 
 __all__ = ["SCENARIOS", "BUDGETS", "METHODS", "run_fly", "run_point", "finest_raster", "beam_time_benchmark",
-           "format_beam_time", "fly_decision_times"]
+           "format_beam_time", "fly_decision_times", "format_fly_decision_times"]
 
 #: The stage of the issue that sized the problem (lengths in mm), with a fast and a slow detector.
 SCENARIOS = {
@@ -147,9 +147,18 @@ def format_beam_time(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def fly_decision_times(side: int = 1024, *, budget: float = 0.1, batches: int = 5, model=None, seed: int = 0) -> dict:
-    """Seconds of fly mode's decisions on a ``side`` x ``side`` synthetic sample (fast scenario): the
-    raster's `ask`, the `tell` that builds the maps from it, then the median `ask` and `tell` of segment batches."""
+def fly_decision_times(side: int = 1024, *, budget: float = 0.1, batches: int = 6, model=None, seed: int = 0) -> dict:
+    """Seconds of fly mode's decisions on a ``side`` x ``side`` synthetic sample (fast scenario), in the
+    order a pipelined plan makes them: the first `ask` (the raster but its tail: nothing moves yet), then
+    for each batch the `ask` for the next one while it is flown (hidden behind its flight, whose model
+    seconds are given beside) and the `tell` once it is measured (the stage waits for it).
+
+    Returns
+    -------
+    dict
+        ``first_ask_s``; per batch ``points``, ``flight_s``, ``ask_next_s`` (hidden) and ``tell_s``
+        (not); the batches are the raster, its tail (while which the maps are built), then segments.
+    """
     import time
 
     from ..synthetic import synthetic_image
@@ -160,17 +169,35 @@ def fly_decision_times(side: int = 1024, *, budget: float = 0.1, batches: int = 
                 stop=StopCriteria(max_fraction=None, max_beam_time=budget * full_raster_time(truth.shape, timing)))
     t0 = time.perf_counter()
     p = s.ask()
-    t1 = time.perf_counter()
-    s.tell(p, truth[p[:, 0], p[:, 1]])
-    out = {"shape": [side, side], "raster_points": len(p), "raster_ask_s": t1 - t0,
-           "build_tell_s": time.perf_counter() - t1, "segment_ask_s": [], "segment_tell_s": []}
+    out = {"shape": [side, side], "first_ask_s": time.perf_counter() - t0, "points": [], "flight_s": [],
+           "ask_next_s": [], "tell_s": []}
+    here = None
     for _ in range(batches):
-        t0 = time.perf_counter()
-        p = s.ask(start=p[-1])
-        t1 = time.perf_counter()
         if not len(p):
             break
+        t0 = time.perf_counter()
+        nxt = s.ask(start=p[-1])
+        t1 = time.perf_counter()
         s.tell(p, truth[p[:, 0], p[:, 1]])
-        out["segment_ask_s"].append(t1 - t0)
-        out["segment_tell_s"].append(time.perf_counter() - t1)
+        out["tell_s"].append(time.perf_counter() - t1)
+        out["ask_next_s"].append(t1 - t0)
+        out["points"].append(len(p))
+        out["flight_s"].append(timing.route_time(p, mode="fly", start=here))
+        here, p = p[-1], nxt
     return out
+
+
+def format_fly_decision_times(speed: dict) -> str:
+    """One paragraph of `fly_decision_times`: what the stage waits for, and what is hidden behind what."""
+    if len(speed["tell_s"]) < 3:
+        return f"Fly-mode decisions: too few batches to report ({len(speed['tell_s'])})."
+    exposed = [speed["first_ask_s"], *speed["tell_s"]]
+    ms = lambda seconds: f"{1e3 * seconds:.0f} ms"  # noqa: E731
+    return (f"Fly-mode decisions on {speed['shape'][0]}x{speed['shape'][1]} (fast stage, 10% budget), in a "
+            f"pipelined plan's order. The stage waits for: the first ask {ms(speed['first_ask_s'])} "
+            f"({speed['points'][0]} raster points), the tells after the raster {ms(speed['tell_s'][0])}, after "
+            f"its tail {ms(speed['tell_s'][1])}, after batches of segments {ms(np.median(speed['tell_s'][2:]))} "
+            f"(median); the most {ms(max(exposed))}. Hidden behind a flight: the ask that builds the maps "
+            f"{ms(speed['ask_next_s'][1])} behind the tail's {speed['flight_s'][1]:.1f} s ({speed['points'][1]} "
+            f"points), asks for segments {ms(np.median(speed['ask_next_s'][2:]))} (median) behind flights of "
+            f"{min(speed['flight_s'][2:]):.1f} s or more.")
