@@ -192,7 +192,7 @@ def format_fly_decision_times(speed: dict) -> str:
     if len(speed["tell_s"]) < 3:
         return f"Fly-mode decisions: too few batches to report ({len(speed['tell_s'])})."
     exposed = [speed["first_ask_s"], *speed["tell_s"]]
-    ms = lambda seconds: f"{1e3 * seconds:.0f} ms"  # noqa: E731
+    ms = lambda seconds: f"{1e3 * seconds:.0f} ms"
     return (f"Fly-mode decisions on {speed['shape'][0]}x{speed['shape'][1]} (fast stage, 10% budget), in a "
             f"pipelined plan's order. The stage waits for: the first ask {ms(speed['first_ask_s'])} "
             f"({speed['points'][0]} raster points), the tells after the raster {ms(speed['tell_s'][0])}, after "
