@@ -11,7 +11,7 @@ from bluesky.protocols import EventPageCollectable
 from plans.values import reduce_reading
 from steering.timing import flown_runs
 
-__all__ = ["fly_batch", "collected_readings"]
+__all__ = ["fly_batch"]
 
 
 def fly_batch(grid, flyer, points: np.ndarray, *, batch: int, field: str, reduce: str, guard,
@@ -61,7 +61,7 @@ def fly_batch(grid, flyer, points: np.ndarray, *, batch: int, field: str, reduce
             yield Msg(command, flyer, *args, group=group)
             yield Msg("wait", None, group=group)
         payload = yield Msg("collect", flyer, stream=False, return_payload=True, name=None)
-        readings = collected_readings(payload, field, pages=isinstance(flyer, EventPageCollectable))
+        readings = _collected_readings(payload, field, pages=isinstance(flyer, EventPageCollectable))
         yield from guard.checkpoint()
         if len(readings) != len(line):
             raise RuntimeError(f"{flyer.name} returned {len(readings)} readings for a line of {len(line)} pixels")
@@ -69,7 +69,7 @@ def fly_batch(grid, flyer, points: np.ndarray, *, batch: int, field: str, reduce
     return values
 
 
-def collected_readings(payload: list[dict], field: str, *, pages: bool) -> list:
+def _collected_readings(payload: list[dict], field: str, *, pages: bool) -> list:
     """The readings of ``field``, pixel by pixel, in what a collect returned (events, or event pages)."""
     if pages:
         return [reading for page in payload for reading in page["data"][field]]

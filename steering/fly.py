@@ -84,6 +84,10 @@ def fly_raster(shape: tuple[int, int], timing: StageTiming, seconds: float,
     (k, 2) int64 array of (row, col) in flying order (a serpentine).
     """
     H, W = shape
+
+    def rows_of(n_rows):
+        return np.unique(np.round(np.linspace(0, H - 1, n_rows)).astype(np.int64))
+
     best = None
     for step in range(1, max(2, W)):
         lo = int(np.ceil((H - 1) / (anisotropy[1] * step) + 1))
@@ -92,10 +96,6 @@ def fly_raster(shape: tuple[int, int], timing: StageTiming, seconds: float,
         if best is not None and min(hi, H) * len(cols) <= len(best[0]) * len(best[1]):
             continue  # cannot hold more pixels than the best so far
         line_times = _line_times(cols, timing)
-
-        def rows_of(n_rows):
-            return np.unique(np.round(np.linspace(0, H - 1, n_rows)).astype(np.int64))
-
         # the most rows that fit, by bisection (the time grows with the number of rows)
         lo, hi = max(lo, 2), min(hi, H)
         if lo > hi or raster_time(rows_of(lo), cols, timing, line_times=line_times) > seconds:
@@ -170,14 +170,15 @@ class FlyPlanner:
     def initial(self) -> np.ndarray:
         """The initial raster, in flying order, as flat indices."""
         pts = fly_raster(self.shape, self.timing, self.raster_share * self.budget)
-        self.planned_ += self.timing.route_time(pts, mode="fly")
+        # each line's time with the move into it; their running sum ends at route_time(pts, mode="fly")
+        runs = flown_runs(pts)
+        ends = np.cumsum([self.timing.route_time(pts[a:b], mode="fly", start=pts[a - 1] if a else None)
+                          for a, b in runs])
+        self.planned_ += float(ends[-1])
         step = int(abs(pts[1, 1] - pts[0, 1])) if len(pts) > 1 and pts[1, 0] == pts[0, 0] else 1
         self.column_steps_ = (1,) if step <= 1 else (1, step)
         flat = pts[:, 0] * self.shape[1] + pts[:, 1]
         # the tail: the last lines, from the first whose start leaves at most raster_tail of the time
-        runs = flown_runs(pts)
-        ends = np.cumsum([self.timing.route_time(pts[a:b], mode="fly", start=pts[a - 1] if a else None)
-                          for a, b in runs])
         self._tail_start = None
         if len(runs) > 1 and self.raster_tail > 0:
             late = [a for (a, _), before in zip(runs[1:], ends[:-1], strict=True)

@@ -239,17 +239,23 @@ def test_a_pixel_that_reads_nan_in_flight_is_stored_as_read_and_recorded_as_fail
     assert catalog.client[uid].metadata["stop"]["exit_status"] == "success"
 
 
-def test_a_flyer_that_reads_only_nan_ends_the_run_as_failed(blobs, catalog):
-    scope = SimulatedMicroscope(blobs, name="sim", timing=TIMING)
-    scope.flyer = GlitchingFlyer(scope, {(y, x) for y in range(64) for x in range(64)}, name="sim_flyer")
+def _failing_fly_scan(scope, catalog, error: str) -> dict:
+    """Run a fly scan that must raise ``error``; return its stop document, once the catalog holds the run."""
     RE = RunEngine({})
     RE.subscribe(catalog.writer)
     stops = []
     RE.subscribe(lambda name, doc: stops.append(doc) if name == "stop" else None)
-    with pytest.raises(RuntimeError, match="in a row could not be measured"):
+    with pytest.raises(RuntimeError, match=error):
         RE(_fly(scope))
     assert catalog.writer.wait()
-    assert stops[-1]["exit_status"] == "fail" and "the instrument looks down" in stops[-1]["reason"]
+    return stops[-1]
+
+
+def test_a_flyer_that_reads_only_nan_ends_the_run_as_failed(blobs, catalog):
+    scope = SimulatedMicroscope(blobs, name="sim", timing=TIMING)
+    scope.flyer = GlitchingFlyer(scope, {(y, x) for y in range(64) for x in range(64)}, name="sim_flyer")
+    stop = _failing_fly_scan(scope, catalog, "in a row could not be measured")
+    assert stop["exit_status"] == "fail" and "the instrument looks down" in stop["reason"]
 
 
 class BrokenFlyer(SimulatedFlyer):
@@ -264,13 +270,7 @@ class BrokenFlyer(SimulatedFlyer):
 def test_a_flyer_that_raises_ends_the_run_as_failed_and_keeps_the_lines_flown(blobs, catalog):
     scope = SimulatedMicroscope(blobs, name="sim", timing=TIMING)
     scope.flyer = BrokenFlyer(scope, name="sim_flyer")
-    RE = RunEngine({})
-    RE.subscribe(catalog.writer)
-    stops = []
-    RE.subscribe(lambda name, doc: stops.append(doc) if name == "stop" else None)
-    with pytest.raises(RuntimeError, match="position trigger lost"):
-        RE(_fly(scope))
-    assert catalog.writer.wait()
-    assert stops[-1]["exit_status"] == "fail" and "position trigger lost" in stops[-1]["reason"]
-    data = read_scan(catalog.client[stops[-1]["run_start"]])
+    stop = _failing_fly_scan(scope, catalog, "position trigger lost")
+    assert stop["exit_status"] == "fail" and "position trigger lost" in stop["reason"]
+    data = read_scan(catalog.client[stop["run_start"]])
     assert len(data.points) == len(_pixels(scope.det.exposures_)) > 0  # the two lines flown are stored
