@@ -6,9 +6,24 @@ import numpy as np
 import pytest
 
 from steering import Sampler, StopCriteria, run
-from steering.fly import FlyPlanner, coarse_raster, fly_budget, fly_raster, full_raster_time
+from steering.fly import (
+    FlyPlanner,
+    coarse_raster,
+    fly_budget,
+    fly_raster,
+    full_raster_time,
+    raster_positions,
+    raster_time,
+)
 from steering.timing import StageTiming, flown_runs
-from steering.tools.bench_beam_time import SCENARIOS, finest_raster, run_fly, run_point
+from steering.tools.bench_beam_time import (
+    SCENARIOS,
+    finest_raster,
+    fly_decision_times,
+    format_fly_decision_times,
+    run_fly,
+    run_point,
+)
 
 FAST = SCENARIOS["fast"]  # 50 nm pixels (mm), 10 ms dwell, 0.2 mm/s, 2 mm/s², 20 ms settle, 0.3 s per line
 
@@ -68,6 +83,46 @@ def test_rasters_fit_their_time_and_fly_mode_budgets_follow_the_stop_criteria():
     assert FAST.route_time(stretched, mode="fly") <= 0.25 * full and len(stretched) > len(pts)
     assert fly_budget(shape, FAST, StopCriteria(max_beam_time=12.5)) == 12.5
     assert fly_budget(shape, FAST, StopCriteria(max_fraction=0.1)) == pytest.approx(0.1 * full)
+
+
+def _fly_raster_by_exhaustive_search(shape, timing, seconds, anisotropy=(1.0, 2.0)):
+    """fly_raster as first written: every column step, row counts from the most down to the first that fits."""
+    H, W = shape
+    best = None
+    for step in range(1, max(2, W)):
+        lo = int(np.ceil((H - 1) / (anisotropy[1] * step) + 1))
+        hi = int(np.floor((H - 1) / (anisotropy[0] * step) + 1))
+        cols = raster_positions(W, step)
+        for n_rows in range(min(hi, H), max(lo, 2) - 1, -1):
+            rows = np.unique(np.round(np.linspace(0, H - 1, n_rows)).astype(np.int64))
+            if raster_time(rows, cols, timing) <= seconds:
+                if best is None or len(rows) * len(cols) > len(best[0]) * len(best[1]):
+                    best = (rows, cols)
+                break
+    return best
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (37, 200), (150, 90)])
+def test_the_fly_raster_is_the_one_an_exhaustive_search_finds(shape):
+    for share in (0.05, 0.2, 0.6, 1.0):
+        seconds = share * full_raster_time(shape, FAST)
+        rows, cols = _fly_raster_by_exhaustive_search(shape, FAST, seconds)
+        pts = fly_raster(shape, FAST, seconds)
+        np.testing.assert_array_equal(np.unique(pts[:, 0]), rows)
+        np.testing.assert_array_equal(np.unique(pts[:, 1]), cols)
+
+
+def test_the_benchmark_reports_fly_decisions_in_a_pipelined_plans_order():
+    speed = fly_decision_times(96, batches=5)
+    n = len(speed["tell_s"])
+    assert n >= 3 and len(speed["ask_next_s"]) == len(speed["flight_s"]) == len(speed["points"]) == n
+    shape, timing = (96, 96), SCENARIOS["fast"]
+    raster = fly_raster(shape, timing, 0.9 * 0.1 * full_raster_time(shape, timing))
+    assert speed["points"][0] + speed["points"][1] == len(raster)  # the raster, then its tail
+    tail = raster[-speed["points"][1]:]
+    assert speed["flight_s"][1] <= 0.03 * sum(speed["flight_s"][:2]) or len(flown_runs(tail)) == 1
+    text = format_fly_decision_times(speed)
+    assert "The stage waits for: the first ask" in text and "the ask that builds the maps" in text
 
 
 def test_fly_mode_asks_for_flown_lines_within_its_beam_time(blobs):
