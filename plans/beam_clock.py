@@ -12,16 +12,21 @@ class BeamClock:
 
     Parameters
     ----------
-    clock : callable, optional
-        Returns the instrument's beam time in seconds (e.g. a simulated instrument's clock); the
-        scan's share is what it advanced since `start`. None: the seconds passed to `add`.
+    clock : callable or signal, optional
+        The instrument's beam time in seconds: a callable returning it, or a signal whose ``get()``
+        gives it (an ophyd signal, e.g. ``sim.beam_time`` or a facility's beam-time PV; a queue
+        server passes it by name). The scan's share is what it advanced since `start`. None: the
+        seconds passed to `add`.
     before : float
         Beam time spent by the runs this scan continues.
     """
 
     def __init__(self, clock: Callable[[], float] | None = None, *, before: float = 0.0):
         if clock is not None and not callable(clock):
-            raise ValueError(f"beam_clock must be a callable returning seconds, got {clock!r}")
+            if not callable(getattr(clock, "get", None)):
+                raise ValueError(f"beam_clock must be a callable returning seconds or a signal whose get() "
+                                 f"returns them, got {clock!r}")
+            clock = clock.get
         self.clock = clock
         self.before = float(before)
         self._origin = 0.0

@@ -10,6 +10,7 @@ import numpy as np
 
 from plans.grid import ScanGrid
 from plans.readback import ScanData, read_scan, read_scan_journal
+from plans.storage import find_run
 from steering import Sampler
 from steering.loop import replay
 
@@ -38,10 +39,17 @@ class Resumed:
     beam_time: float
 
 
+def _looks_like_uid(text: str) -> bool:
+    """A run uid (as bluesky makes them), not a file name."""
+    return len(text) >= 8 and all(c in "0123456789abcdef-" for c in text.lower())
+
+
 def _stored_scan(resume_from: Any) -> ScanData:
     if isinstance(resume_from, ScanData):
         return resume_from
-    if isinstance(resume_from, (str, Path)):
+    if isinstance(resume_from, str) and not Path(resume_from).is_file() and _looks_like_uid(resume_from):
+        resume_from = find_run(resume_from)
+    elif isinstance(resume_from, (str, Path)):
         if not Path(resume_from).is_file():
             raise ValueError(f"resume_from: no journal file {str(resume_from)!r}")
         try:
@@ -66,8 +74,9 @@ def resume(sampler: Sampler, resume_from: Any, grid: ScanGrid) -> Resumed:
     ----------
     sampler : Sampler
         A fresh sampler for the grid.
-    resume_from : run, path or ScanData
-        A stored `smart_scan` run (``catalog.client[uid]``), its journal file, or `ScanData`.
+    resume_from : run, uid, path or ScanData
+        A stored `smart_scan` run (``catalog.client[uid]``), its uid (looked up in the catalogs this
+        process opened, `plans.storage.find_run`), its journal file, or `ScanData`.
     grid : ScanGrid
         The grid of the new scan; it must be the earlier one's.
     """

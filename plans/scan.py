@@ -1,7 +1,7 @@
 """`smart_scan`: an adaptive 2-D scan steered by `steering.Sampler`, shaped like `bluesky.plans.grid_scan`."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: a queue server reads smart_scan's annotations as
+# objects (Readable, Movable, Flyable) to know which arguments name devices.
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -10,7 +10,7 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
-from bluesky.protocols import Movable, Readable
+from bluesky.protocols import Flyable, Movable, Readable
 from bluesky.utils import Msg, MsgGenerator, RequestStop, RunEngineControlException
 
 from plans.arguments import check_devices, check_scan_options, described_fields
@@ -43,8 +43,8 @@ def smart_scan(
     detectors: Sequence[Readable], y_motor: Movable, y_start: float, y_stop: float, y_num: int,
     x_motor: Movable, x_start: float, x_stop: float, x_num: int, *, sampler: dict | str | None = None,
     value_field: str | None = None, reduce: str = "sum", maps_every: int = 5,
-    beam_clock: Callable[[], float] | None = None, retries: int = 2, on_failure: str = "skip",
-    timeout: float | None = 60.0, resume_from: Any = None, flyer: Any = None, pipeline: bool | None = None,
+    beam_clock: Callable[[], float] | Readable | None = None, retries: int = 2, on_failure: str = "skip",
+    timeout: float | None = 60.0, resume_from: Any = None, flyer: Flyable | None = None, pipeline: bool | None = None,
     md: dict | None = None,
 ) -> MsgGenerator[str]:
     """Scan a 2-D region adaptively: measure where the ERD network expects to learn most.
@@ -75,19 +75,21 @@ def smart_scan(
         document, so that reading the run back reduces the same way.
     maps_every : int
         Batches between snapshots of the maps in ``steering_maps``.
-    beam_clock : callable, optional
-        Returns the beam time spent so far in seconds (e.g. a simulated instrument's clock). Default:
-        the wall time the plan spends moving and reading. Reported every batch; ``stop.max_beam_time``.
+    beam_clock : callable or signal, optional
+        The beam time spent so far in seconds: a callable returning it, or a signal whose ``get()``
+        does (``sim.beam_time``, a facility's PV; by name through a queue server). Default: the wall
+        time the plan spends moving and reading. Reported every batch; ``stop.max_beam_time``.
     retries, on_failure : int, {"skip", "stop"}
         What a point that fails does (`plans.failures.FailurePolicy`): tried ``retries`` more times,
         then recorded as failed (``skip``: the scan goes on; ``stop``: the run ends, exit ``fail``).
     timeout : float or None
         Seconds a move, and a trigger, may take before it counts as failed (None: wait forever).
-    resume_from : run, path or ScanData, optional
-        An earlier `smart_scan` of the same grid (``catalog.client[uid]``, its journal file, or what
-        `read_scan` returned): it and the runs it continues are told to the sampler first, batch by
-        batch, so this run continues them (stop signals included) and measures none of their points
-        again; the start document records ``resumed_from`` (its uid) and ``resumed_points``.
+    resume_from : run, uid, path or ScanData, optional
+        An earlier `smart_scan` of the same grid (``catalog.client[uid]``, its uid alone, found in the
+        catalogs this session opened, its journal file, or what `read_scan` returned): it and the runs
+        it continues are told to the sampler first, batch by batch, so this run continues them (stop
+        signals included) and measures none of their points again; the start document records
+        ``resumed_from`` (its uid) and ``resumed_points``.
     flyer : flyer device, optional
         Fly the scan: the sampler runs in fly mode (``scan_mode="fly"``, the flyer's timing model
         unless ``sampler`` gives ``timing``) and each batch is flown line by line (`plans.flying`).

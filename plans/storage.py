@@ -39,9 +39,13 @@ from plans.streams import STEERING_STREAM
 if TYPE_CHECKING:
     from databroker.v1 import Broker
 
-__all__ = ["DocumentJournal", "CatalogWriter", "Catalog", "replay_journal", "read_journal", "journal_in_use"]
+__all__ = ["DocumentJournal", "CatalogWriter", "Catalog", "replay_journal", "read_journal", "journal_in_use",
+           "find_run"]
 
 logger = logging.getLogger(__name__)
+
+# the catalogs this process has opened, oldest first: where `find_run` looks a uid up
+_opened: list[Catalog] = []
 
 def _json_default(obj: Any):
     if isinstance(obj, np.ndarray):
@@ -362,6 +366,7 @@ class Catalog:
         self.journal = DocumentJournal(journal_directory or default_journal)
         self.writer = CatalogWriter(self._process, journal=self.journal)
         self._closed = False
+        _opened.append(self)
         atexit.register(self.close)
 
     def _spawn(self, target: list[str], log_path: Path) -> subprocess.Popen:
@@ -550,6 +555,17 @@ class Catalog:
             if not self.writer._reader.is_alive():
                 self._process.stdout.close()
 
+    def run(self, uid: str):
+        """The stored run ``uid`` (a full uid, or a unique prefix of one), once every pending write is done.
+
+        Raises
+        ------
+        KeyError
+            The catalog holds no such run.
+        """
+        self.writer.wait()
+        return self.client[uid]
+
     def __enter__(self) -> Catalog:
         return self
 
@@ -559,3 +575,24 @@ class Catalog:
     def __repr__(self) -> str:
         where = self.directory if self.directory is not None else self.uri.split("?")[0]
         return f"Catalog({str(where)!r})"
+
+
+def find_run(uid: str):
+    """The stored run ``uid`` in the catalogs this process opened (`Catalog`), newest catalog first.
+
+    What ``smart_scan(..., resume_from=uid)`` uses, so that a run can be named by its uid alone (as a
+    queue server sends it).
+
+    Raises
+    ------
+    ValueError
+        No open catalog holds the run (the message lists the catalogs searched).
+    """
+    open_now = [c for c in reversed(_opened) if not c._closed]
+    for catalog in open_now:
+        try:
+            return catalog.run(uid)
+        except KeyError:
+            continue
+    where = ", ".join(repr(c) for c in open_now) or "none is open in this session"
+    raise ValueError(f"no run {uid!r} in the catalogs of this session ({where})")

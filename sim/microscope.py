@@ -15,7 +15,7 @@ import numpy as np
 from ophyd import Component as Cpt
 from ophyd import Device, Kind, Signal
 from ophyd.status import Status
-from ophyd.utils import LimitError
+from ophyd.utils import LimitError, ReadOnlyError
 
 from sim.clock import SimClock
 from sim.flyer import SimulatedFlyer
@@ -167,6 +167,22 @@ class SimulatedDetector(Device):
         return _finished_after(self, dwell * scope.time_scale)
 
 
+class SimulatedBeamTime(Signal):
+    """Read-only signal: the simulated beam time its microscope has spent (s), for ``beam_clock``.
+
+    ``smart_scan(..., beam_clock=sim.beam_time)`` counts the microscope's simulated seconds; a queue
+    server passes it by name (``beam_clock="sim.beam_time"``).
+    """
+
+    def get(self, **kwargs) -> float:
+        """Seconds on the parent microscope's clock."""
+        return float(self.parent.clock.now)
+
+    def put(self, value, **kwargs) -> None:
+        """Refused: the clock moves only when the instrument spends time."""
+        raise ReadOnlyError(f"{self.name} is read-only")
+
+
 class SimulatedMicroscope(Device):
     """A scanning microscope around a 2-D sample image: stage axes ``y`` (slow), ``x`` and detector ``det``.
 
@@ -205,7 +221,7 @@ class SimulatedMicroscope(Device):
     Attributes
     ----------
     clock : SimClock
-        Simulated beam time spent so far.
+        Simulated beam time spent so far (``beam_time``, a signal, reads it).
     flyer : sim.flyer.SimulatedFlyer
         Flies the stage along a row (needs ``timing``).
     """
@@ -213,6 +229,7 @@ class SimulatedMicroscope(Device):
     y = Cpt(SimulatedMotor)
     x = Cpt(SimulatedMotor)
     det = Cpt(SimulatedDetector)
+    beam_time = Cpt(SimulatedBeamTime, value=0.0, kind=Kind.omitted)
 
     def __init__(self, sample=None, *, name: str = "sim", extent=None, pixel_size=1.0, origin=(0.0, 0.0),
                  velocity: float = 100.0, settle_time: float = 0.0, dwell: float = 0.01, flux: float = 0.0,

@@ -207,6 +207,8 @@ _BAD_ARGUMENTS = [
     ({"resume_from": _binary_file}, ValueError, "resume_from: .* is not the journal of a smart_scan run"),
     ({"resume_from": _text_file}, ValueError, "resume_from: .* is not the journal of a smart_scan run"),
     ({"resume_from": 123}, ValueError, "resume_from must be a stored smart_scan run"),
+    ({"resume_from": "0123abcd-0000-4000-8000-000000000000"}, ValueError,
+     "no run '0123abcd-0000-4000-8000-000000000000' in the catalogs of this session"),
     ({"sampler": {"batchsize": 3}}, ValueError, "unknown sampler settings"),
     ({"sampler": 123}, TypeError, "sampler must be a Sampler, a dict of its settings"),
     ({"sampler": _binary_file}, ValueError, "sampler settings file .* is not valid JSON"),

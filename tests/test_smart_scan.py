@@ -237,6 +237,8 @@ def test_parameters_are_queueserver_friendly():
     sig = inspect.signature(smart_scan)
     for name, p in sig.parameters.items():
         assert p.annotation is not inspect.Parameter.empty, name
+        # objects, not strings: a queue server reads Readable/Movable/Flyable to know which strings name devices
+        assert not isinstance(p.annotation, str), name
         if p.default is not inspect.Parameter.empty:
             json.dumps(p.default)  # literal, JSON-friendly defaults
     assert list(sig.parameters)[:9] == [
@@ -250,7 +252,7 @@ def test_every_stop_signal_is_in_the_steering_stream_and_beam_time_can_stop_the_
     # 0.1 s dwell per point on the simulated clock: 20 s of beam time is about 200 points
     scope = SimulatedMicroscope(blobs, name="sim", dwell=0.1, velocity=1000.0)
     RE(_scan(scope, 64, sampler={"seed": 0, "stop": {"max_fraction": 0.9, "max_beam_time": 20.0, "error_window": 50}},
-             beam_clock=lambda: scope.clock.now))
+             beam_clock=scope.beam_time))  # a signal (a callable works the same: see the fly-scan tests)
     stop = docs[-1][1]
     assert stop["reason"].startswith("max_beam_time reached")
     events = _stream_events(docs, STEERING_STREAM)
