@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.ioc_process import free_port
+from sim.ioc_process import IOCProcess, free_port
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "queueserver"
 GRID = (0, 6.35, 128)  # the startup's simulated microscope: 128x128 pixels of 50 nm
@@ -59,7 +59,8 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def queue_server(tmp_path_factory):
-    """Redis and an RE Manager (its worker environment open) on loopback; yields (API, catalog dir, log)."""
+    """Redis, the simulated IOC and an RE Manager (its worker environment open, with the simulated
+    microscope and the IOC's EPICS devices) on loopback; yields (API, catalog dir, log, IOC's served log)."""
     redis_server = shutil.which("redis-server")
     if redis_server is None:
         _missing("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -73,12 +74,15 @@ def queue_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("queueserver")
     redis_port, control_port, info_port = free_port(), free_port(), free_port()
     redis_log, manager_log = folder / "redis.log", folder / "manager.log"
+    served = folder / "served.csv"  # one line per reading the IOC serves
+    ioc = IOCProcess("--prefix", "qs:", "--velocity", 0, "--dwell", 0, "--served-log", served).start()
     redis = subprocess.Popen([redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                               "--appendonly", "no", "--logfile", str(redis_log)], cwd=folder)
     processes = [redis]
     try:
         _wait_for_port(redis, redis_port, redis_log)
-        env = dict(os.environ, SMART_SCAN_CATALOG=str(folder / "catalog"))
+        # the worker inherits this session's Channel Access settings (loopback, private ports: conftest)
+        env = dict(os.environ, SMART_SCAN_CATALOG=str(folder / "catalog"), SMART_SCAN_IOC_PREFIX="qs:")
         with open(manager_log, "wb") as log:
             processes.append(subprocess.Popen(
                 [manager, "--startup-dir", str(EXAMPLE / "startup"),
@@ -94,7 +98,7 @@ def queue_server(tmp_path_factory):
         api.wait_for_idle(timeout=300)
         if not api.status()["worker_environment_exists"]:
             raise RuntimeError(f"the worker environment did not open: {manager_log.read_text()[-5000:]}")
-        yield api, folder / "catalog", manager_log
+        yield api, folder / "catalog", manager_log, served
         if api.status()["worker_environment_exists"]:
             api.environment_close()
             api.wait_for_idle(timeout=120)
@@ -102,6 +106,7 @@ def queue_server(tmp_path_factory):
     finally:
         for process in reversed(processes):
             _stop(process)
+        ioc.stop()
 
 
 def _run_item(api, plan, log: Path, *, during=None) -> dict:
@@ -155,10 +160,28 @@ def _worker_exposures_or_zero(api) -> int:
         return 0
 
 
+def test_smart_scan_on_epics_devices_through_the_queue_server(queue_server):
+    """The worker's EPICS devices (the simulated IOC's motor records and scaler over Channel Access)."""
+    import csv
+
+    from bluesky_queueserver_api import BPlan
+
+    api, catalog_dir, log, served = queue_server
+    assert {"stage", "scaler", "roi"} <= set(api.devices_allowed()["devices_allowed"])
+    result = _run_item(api, BPlan("smart_scan", ["scaler"], "stage.y", 0, 15, 16, "stage.x", 0, 15, 16,
+                                  sampler={"stop": {"max_fraction": 0.1}, "seed": 0}), log)
+    uid = result["run_uids"][0]
+    with open(served) as f:
+        readings = [row for row in csv.DictReader(f) if row["detector"] == "qs:scaler1"]
+    print(f"\nqueue server, EPICS devices: run {uid[:8]} completed; the IOC's scaler served {len(readings)} readings "
+          f"at {len({(r['y'], r['x']) for r in readings})} positions")
+    assert len(readings) == len({(r["y"], r["x"]) for r in readings}) == round(0.1 * 16 * 16)
+
+
 def test_smart_scan_through_the_queue_server(queue_server, tmp_path):
     from bluesky_queueserver_api import BPlan
 
-    api, catalog_dir, log = queue_server
+    api, catalog_dir, log, _ = queue_server
 
     # the environment offers smart_scan with every parameter of its signature, and the devices
     from plans import smart_scan
