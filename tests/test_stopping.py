@@ -309,3 +309,65 @@ def test_tune_refuses_bad_settings_before_replaying_anything(tmp_path, capsys, a
     err = capsys.readouterr().err
     assert re.search(message, err) and "replaying" not in err
     assert not (tmp_path / "s.json").exists()
+
+
+def _skimage_references(folder, side: int = 96) -> list[str]:
+    """Four scikit-image pictures as reference scans: camera and coins to tune on, moon and astronaut to check."""
+    import skimage.data
+    from skimage.color import rgb2gray
+    from skimage.transform import resize
+
+    pictures = {"camera": skimage.data.camera(), "coins": skimage.data.coins(), "moon": skimage.data.moon(),
+                "astronaut": rgb2gray(skimage.data.astronaut())}
+    paths = []
+    for name, picture in pictures.items():
+        np.save(folder / f"{name}.npy", resize(picture.astype(float), (side, side), anti_aliasing=True))
+        paths.append(str(folder / f"{name}.npy"))
+    return paths
+
+
+def test_tune_refuses_a_rule_that_stops_its_held_out_images_far_from_the_target(tmp_path, capsys):
+    """The issue's four-image case: tuned on two pictures, the rule stops the other two far too early."""
+    from steering.tools.tune import main
+
+    camera, coins, moon, astronaut = _skimage_references(tmp_path)
+    out, report = tmp_path / "stop.json", tmp_path / "report.txt"
+    args = [camera, coins, "--holdout", moon, astronaut, "--target", "ssim=0.90", "--cap", "1.0", "--jobs", "1",
+            "--out", str(out), "--figure", str(tmp_path / "f.png"), "--report", str(report)]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    print(captured.out[-900:])
+    assert not out.exists() and "wrote NO settings file" in captured.err
+    refused = report.read_text().split("NOT TRUSTWORTHY")[1]
+    assert "moon.npy (held out): stops" in refused and "astronaut.npy (held out): stops" in refused
+    assert "early" in refused and "worse than the target" in refused
+    # --force writes it all the same, and says so
+    assert main([*args, "--force"]) == 0
+    assert out.exists() and "forced" in capsys.readouterr().out
+
+
+def test_tune_writes_a_rule_that_holds_with_the_batch_size_it_was_tuned_for(blobs, tmp_path, capsys):
+    from plans.sampler_settings import make_sampler
+    from steering.tools.tune import main
+
+    np.save(tmp_path / "blobs.npy", blobs)
+    np.save(tmp_path / "blobs_again.npy", blobs)  # a held-out scan like the tuning one: the rule holds there
+    out = tmp_path / "stop.json"
+    assert main([str(tmp_path / "blobs.npy"), "--holdout", str(tmp_path / "blobs_again.npy"), "--target", "psnr=28",
+                 "--cap", "0.5", "--batch-size", "40", "--jobs", "1", "--out", str(out),
+                 "--figure", str(tmp_path / "f.png"), "--report", str(tmp_path / "r.txt")]) == 0
+    assert "NOT TRUSTWORTHY" not in capsys.readouterr().out
+    settings = json.loads(out.read_text())
+    assert settings["batch_size"] == 40 and settings["stop"]["max_fraction"] == 0.5  # the cap is written
+    sampler = make_sampler(str(out), (64, 64))
+    assert sampler.batch_size == 40 and sampler.stop_.max_fraction == 0.5
+
+
+def test_untrustworthy_names_a_stop_below_the_target_by_more_than_the_margin(blobs):
+    from steering.tools.tune import untrustworthy
+
+    result = tune({"blobs": blobs}, metric="psnr", target=28.0, cap=0.5, progress=False)
+    assert untrustworthy(result) == []
+    row = {"image": "dim.npy", "target_fraction": None, "stop_fraction": 0.1, "error": None, "quality_at_stop": 26.5}
+    assert untrustworthy(result, [row]) == ["dim.npy (held out): stops at psnr 26.5, 1.5 worse than the target"]
+    assert untrustworthy(result, [row], margin=2.0) == []

@@ -11,10 +11,13 @@ JSON file of sampler settings (the rule and the probe share it holds for) the pl
 and a short text report.
 
     smart-scan-tune IMAGES... --target ssim=0.90 [--cap 0.5] [--out stop.json]
-        [--figure tune.png] [--report tune.txt] [--holdout IMAGES...] [--seed 0]
+        [--figure tune.png] [--report tune.txt] [--holdout IMAGES...] [--seed 0] [--batch-size N]
+        [--probe-fraction 0.1] [--tolerance 0.25] [--margin 0.03] [--force]
 
 IMAGES are files (TIFF/PNG/JPEG/NPY) or folders of them; ``--holdout`` images are not used to
-choose thresholds, only to check them.
+choose thresholds, only to check them. Where the recommended rule stops an image (tuned on or held
+out) further than ``--tolerance`` from where it reached the target, or worse than the target by more
+than ``--margin``, the tool says so and writes no settings file (exit status 1) unless ``--force``.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from ..metrics import nrmse, psnr, ssim
 from ..sampler import Sampler
 from ..stopping import DATA_RULES, RISING_RULES, StopCriteria
 
-__all__ = ["Trace", "RuleFit", "TuneResult", "replay", "replay_all", "tune", "evaluate", "find_images", "main"]
+__all__ = ["Trace", "RuleFit", "TuneResult", "replay", "replay_all", "tune", "evaluate", "untrustworthy", "find_images",
+           "main"]
 
 METRICS = {"ssim": (ssim, True), "psnr": (psnr, True), "nrmse": (nrmse, False)}  # (function, higher is better)
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")
@@ -157,6 +161,10 @@ class TuneResult:
     metric, target : str, float
     probe_fraction : float
         The sampler's share of random probes the replays ran with (the thresholds hold for it).
+    batch_size : int or None
+        The batch size the replays ran with (None: the sampler's default).
+    model : str or None
+        The model file the replays ran with (None: the shipped model, or a model given as an object).
     """
 
     criteria: StopCriteria
@@ -167,10 +175,21 @@ class TuneResult:
     metric: str
     target: float
     probe_fraction: float = 0.0
+    batch_size: int | None = None
+    model: str | None = None
 
     def sampler_settings(self) -> dict:
-        """The `Sampler` settings the thresholds hold for; ``smart_scan(sampler=...)`` takes them or their JSON file."""
-        return {"probe_fraction": self.probe_fraction, "stop": self.criteria.to_dict()}
+        """The `Sampler` settings the thresholds hold for; ``smart_scan(sampler=...)`` takes them or their JSON file.
+
+        The stop criteria (the recommended rule, the cap as ``max_fraction``, ``min_fraction``), the
+        share of probes, and the batch size and model file where the replays were given them.
+        """
+        settings = {"probe_fraction": self.probe_fraction, "stop": self.criteria.to_dict()}
+        if self.batch_size is not None:
+            settings["batch_size"] = int(self.batch_size)
+        if self.model is not None:
+            settings["model"] = self.model
+        return settings
 
 
 def replay(image, *, name: str = "image", metric: str = "ssim", cap: float = 0.5, seed: int | None = 0,
@@ -313,8 +332,15 @@ def _fit_rule(rule: str, traces: dict[str, Trace], targets: dict[str, float], mi
 
 
 def check_settings(*, metric: str, target: float, cap: float, min_fraction: float = 0.0, jobs: int = 1,
-                   model=None, probe_fraction: float = 0.0) -> None:
+                   model=None, probe_fraction: float = 0.0, batch_size: int | None = None,
+                   tolerance: float = 0.25, margin: float | None = None) -> None:
     """Refuse bad tuning settings before any replay, with an error naming the setting and its range."""
+    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
+    if not 0.0 < float(tolerance) < math.inf:
+        raise ValueError(f"tolerance must be a relative stop error > 0 (0.25: +-25%), got {tolerance}")
+    if margin is not None and not 0.0 <= float(margin) < math.inf:
+        raise ValueError(f"margin must be >= 0, got {margin}")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
     limits = {"ssim": (0.0, 1.0), "psnr": (0.0, math.inf), "nrmse": (0.0, math.inf)}[metric]
@@ -380,7 +406,8 @@ def tune(references: dict[str, np.ndarray], *, metric: str = "ssim", target: flo
     if fits[best].threshold is None:
         raise ValueError("no stop signal was defined at the targets")
     criteria = StopCriteria(max_fraction=cap, min_fraction=min_fraction, **{best: fits[best].threshold})
-    return TuneResult(criteria, best, fits, traces, targets, metric, target, float(probe_fraction))
+    return TuneResult(criteria, best, fits, traces, targets, metric, target, float(probe_fraction), batch_size,
+                      str(model) if isinstance(model, (str, Path)) else None)
 
 
 def evaluate(criteria: StopCriteria, references: dict[str, np.ndarray], *, metric: str = "ssim",
@@ -409,6 +436,48 @@ def evaluate(criteria: StopCriteria, references: dict[str, np.ndarray], *, metri
                      "error": None if reached is None else stop / reached - 1.0,
                      "quality_at_stop": float(trace.quality[min(i, len(trace.quality) - 1)]), "reason": reason})
     return rows
+
+
+# How far below the target a stop may land before the recommendation is refused, per metric.
+MARGINS = {"ssim": 0.03, "psnr": 1.0, "nrmse": 0.01}
+
+
+def untrustworthy(result: TuneResult, holdout: list[dict] | None = None, *, tolerance: float = 0.25,
+                  margin: float | None = None) -> list[str]:
+    """Why the recommended rule should not be used, one line per image it fails; empty where it holds.
+
+    A rule fails an image (tuned on, or held out) where it stops more than ``tolerance`` (relative)
+    before or after the fraction at which the image reached the target, or where the quality at its
+    stop is worse than the target by more than ``margin`` (an image that never reached the target
+    may stop at the cap).
+
+    Parameters
+    ----------
+    result : TuneResult
+    holdout : list of dict, optional
+        `evaluate`'s rows for the held-out images.
+    tolerance : float
+        Largest relative stop error accepted (0.25: within +-25% of the target's fraction).
+    margin : float, optional
+        Largest shortfall of quality at the stop, in the metric's units. Default: `MARGINS`.
+    """
+    margin = MARGINS[result.metric] if margin is None else float(margin)
+    higher = METRICS[result.metric][1]
+    tuned = evaluate(result.criteria, {name: None for name in result.traces}, metric=result.metric,
+                     target=result.target, traces=result.traces, progress=False)
+    problems = []
+    for kind, rows in (("tuned on", tuned), ("held out", holdout or [])):
+        for row in rows:
+            what = []
+            if row["error"] is not None and abs(row["error"]) > tolerance:
+                what.append(f"stops {100 * abs(row['error']):.0f}% {'early' if row['error'] < 0 else 'late'} "
+                            f"(at {row['stop_fraction']:.3f}, target reached at {row['target_fraction']:.3f})")
+            short = result.target - row["quality_at_stop"] if higher else row["quality_at_stop"] - result.target
+            if short > margin:
+                what.append(f"stops at {result.metric} {row['quality_at_stop']:.4g}, {short:.3g} worse than the target")
+            if what:
+                problems.append(f"{row['image']} ({kind}): {'; '.join(what)}")
+    return problems
 
 
 def find_images(paths) -> dict[str, np.ndarray]:
@@ -525,7 +594,14 @@ def main(argv=None) -> int:
     ap.add_argument("--probe-fraction", type=float, default=0.0,
                     help="share of each batch measured at random, for an unbiased ssim_estimate (e.g. 0.1)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes replaying side by side")
+    ap.add_argument("--batch-size", type=int, default=None, help="the scans' batch size (default: the sampler's)")
     ap.add_argument("--model", default=None, help="ERD model file (default: the shipped one)")
+    ap.add_argument("--tolerance", type=float, default=0.25,
+                    help="refuse a rule that stops an image further than this from its target's fraction (relative)")
+    ap.add_argument("--margin", type=float, default=None,
+                    help="refuse a rule that stops an image this much worse than the target "
+                         f"(default: {', '.join(f'{k} {v:g}' for k, v in MARGINS.items())})")
+    ap.add_argument("--force", action="store_true", help="write the settings file even for a refused rule")
     ap.add_argument("--out", default="stop_criteria.json",
                     help="sampler settings JSON (stop criteria and probe_fraction) for smart_scan(sampler=FILE)")
     ap.add_argument("--figure", default="stop_tuning.png")
@@ -535,14 +611,16 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         check_settings(metric=metric, target=target, cap=args.cap, min_fraction=args.min_fraction, jobs=args.jobs,
-                       model=args.model, probe_fraction=args.probe_fraction)
+                       model=args.model, probe_fraction=args.probe_fraction, batch_size=args.batch_size,
+                       tolerance=args.tolerance, margin=args.margin)
         references = find_images(args.images)
         holdout_images = find_images(args.holdout) if args.holdout else {}
         overlap = set(references) & set(holdout_images)
         if overlap:
             raise ValueError(f"images both tuned on and held out: {sorted(overlap)}")
         result = tune(references, metric=metric, target=target, cap=args.cap, min_fraction=args.min_fraction,
-                      seed=args.seed, model=args.model, jobs=args.jobs, probe_fraction=args.probe_fraction)
+                      seed=args.seed, model=args.model, jobs=args.jobs, probe_fraction=args.probe_fraction,
+                      batch_size=args.batch_size)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -550,15 +628,29 @@ def main(argv=None) -> int:
     if holdout_images:
         holdout_traces = replay_all(holdout_images, jobs=args.jobs, desc="replaying held-out", metric=metric,
                                     cap=args.cap, seed=args.seed, model=args.model, target=target,
-                                    probe_fraction=args.probe_fraction)
+                                    probe_fraction=args.probe_fraction, batch_size=args.batch_size)
         holdout = evaluate(result.criteria, holdout_images, metric=metric, target=target, traces=holdout_traces,
                            progress=False, probe_fraction=args.probe_fraction)
-    Path(args.out).write_text(json.dumps(result.sampler_settings(), indent=2) + "\n")
-    plot(result, args.figure, holdout_traces)
+    problems = untrustworthy(result, holdout, tolerance=args.tolerance, margin=args.margin)
     report = format_report(result, holdout)
+    if problems:
+        margin = MARGINS[metric] if args.margin is None else args.margin
+        report += (f"\n\nNOT TRUSTWORTHY: the recommended rule misses the target by more than "
+                   f"+-{100 * args.tolerance:g}% of the fraction, or by more than {margin:g} in {metric}, on "
+                   f"{len(problems)} image(s):\n"
+                   + "\n".join(f"  {line}" for line in problems))
+    plot(result, args.figure, holdout_traces)
     Path(args.report).write_text(report + "\n")
     print(report)
-    print(f"\nwrote {args.out}, {args.figure}, {args.report} in {time.perf_counter() - t0:.0f} s")
+    took = f"in {time.perf_counter() - t0:.0f} s"
+    if problems and not args.force:
+        print(f"\nwrote NO settings file ({args.out}): a scan stopped by this rule could stop far from the target. "
+              f"More reference images like the scans to come, another target or cap, or --force (at your risk). "
+              f"Wrote {args.figure}, {args.report} {took}", file=sys.stderr)
+        return 1
+    Path(args.out).write_text(json.dumps(result.sampler_settings(), indent=2) + "\n")
+    forced = " (forced: see NOT TRUSTWORTHY above)" if problems else ""
+    print(f"\nwrote {args.out}{forced}, {args.figure}, {args.report} {took}")
     return 0
 
 
