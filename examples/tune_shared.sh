@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tune stopping criteria for SSIM 0.90 on half of ../shared/data and check them on the other half
 # (each half: 2 Bragg maps, 4 SEM images), with random probes for the SSIM estimate.
-# Writes stop_ssim090.{json,png,txt} in the current folder (the JSON: sampler settings for smart_scan(sampler=FILE)).
+# Writes stop_ssim090.{png,txt} in the current folder, and stop_ssim090.json (sampler settings for
+# smart_scan(sampler=FILE)) only where the rule holds on every image (see docs/stopping.rst; --force overrides).
 set -euo pipefail
 HERE=$(pwd)
 source "$(dirname "${BASH_SOURCE[0]}")/../.ci/venv.sh" tools
