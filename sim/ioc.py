@@ -6,8 +6,9 @@ dry-run and tested without a beamline:
 
 ``{prefix}{y_motor}``, ``{prefix}{x_motor}`` (default ``m2``, ``m1``)
     Two motor records (``.VAL``, ``.RBV``, ``.DMOV``, ``.MOVN``, ``.VELO``, ``.HLM``/``.LLM``,
-    ``.DLY``, ``.STOP``, ...). A move runs at ``.VELO`` with the readback updated as it goes, then
-    settles for ``.DLY`` seconds before ``.DMOV`` returns to 1.
+    ``.DLY``, ``.STOP``, ``.ACCL``, ...). A move speeds up to ``.VELO`` in ``.ACCL`` seconds (0, the
+    default of ``--acceleration``: at once), cruises and slows down as fast, with the readback
+    updated as it goes, then settles for ``.DLY`` seconds before ``.DMOV`` returns to 1.
 ``{prefix}scaler1.CNT``, ``.TP``, ``.CONT``, ``.S1``, ``.S2``
     A scaler record: writing 1 to ``.CNT`` counts for ``.TP`` seconds at the current stage position,
     then ``.S1`` holds the clock ticks, ``.S2`` the sample signal and ``.CNT`` returns to 0 (the put
@@ -16,6 +17,11 @@ dry-run and tested without a beamline:
     An areaDetector-style camera (``Acquire``, ``AcquireTime``, ``ImageMode``, ``NumImages``,
     ``WaitForPlugins``, ``ArrayCounter_RBV``) and one ROI-statistics region (``MinX``, ``MinY``,
     ``SizeX``, ``SizeY``, ``Total_RBV``) over a simulated beam spot whose sum is the sample signal.
+``{prefix}mcs:...``
+    A multichannel scaler (`SimulatedMCS`: ``EraseStart``, ``StopAll``, ``Acquiring``, ``Dwell``,
+    ``ChannelAdvance``, ``NuseAll``, ``CurrentChannel``, ``mca1`` to ``mca4``, ``mca1.NORD`` to ``mca4.NORD``):
+    bins of ``Dwell`` seconds in real time holding the clock, the sample integrated along the stage's
+    actual (analytic) motion, and the mean x and y positions.
 
 Readings: the sample image (bilinear between pixels) at the motors' readbacks, a Poisson photon
 count when ``--flux`` is given. ``--served-log`` appends one CSV line per reading served
@@ -37,6 +43,7 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +54,8 @@ from caproto.server import common as caproto_server_common
 
 from sim.sample import SampleImage, spot_pattern
 
-__all__ = ["SimulatedMotorRecord", "SimulatedScaler", "SimulatedROICamera", "Beam", "build_ioc", "main"]
+__all__ = ["SimulatedMotorRecord", "SimulatedScaler", "SimulatedROICamera", "SimulatedMCS", "Beam", "MAX_BINS",
+           "build_ioc", "main", "move_phases", "trapezoid_distance", "Move"]
 
 LOOPBACK = "127.0.0.1"
 SERVER_LOOPBACK_ENV = {
@@ -83,8 +91,127 @@ def _is_on(value) -> bool:
     return bool(value)
 
 
+def trapezoid_distance(elapsed, distance: float, velocity: float, accel_time: float) -> np.ndarray:
+    """Distance covered ``elapsed`` seconds into a move from rest to rest (motor record semantics).
+
+    The speed ramps up linearly to ``velocity`` in ``accel_time`` seconds (``.ACCL``), cruises, and
+    ramps down as fast; a move too short to reach ``velocity`` is triangular (it peaks at
+    ``sqrt(distance * velocity / accel_time)``). ``accel_time == 0`` moves at ``velocity`` throughout;
+    ``velocity <= 0`` covers the whole distance at once.
+
+    Parameters
+    ----------
+    elapsed : float or array
+        Seconds since the move started (negative: before it).
+    distance : float
+        Length of the move (>= 0).
+    velocity : float
+        Cruise speed ``.VELO``.
+    accel_time : float
+        Seconds to reach ``velocity`` from rest ``.ACCL``.
+
+    Returns
+    -------
+    ndarray
+        The distance covered, between 0 and ``distance``.
+    """
+    tau = np.asarray(elapsed, dtype=np.float64)
+    distance = max(float(distance), 0.0)
+    if velocity <= 0 or distance == 0:
+        return np.where(tau < 0, 0.0, distance)
+    t_acc, t_cruise, peak = move_phases(distance, velocity, accel_time)
+    total = 2 * t_acc + t_cruise
+    if t_acc == 0:
+        return np.where(tau >= total, distance, np.clip(tau, 0.0, total) * peak)
+    accel = peak / t_acc
+    ramp = 0.5 * peak * t_acc
+    return np.select(
+        [tau <= 0, tau < t_acc, tau < t_acc + t_cruise, tau < total],
+        [0.0, 0.5 * accel * tau**2, ramp + peak * (tau - t_acc), distance - 0.5 * accel * (total - tau) ** 2],
+        distance)
+
+
+def move_phases(distance: float, velocity: float, accel_time: float) -> tuple[float, float, float]:
+    """Phases of a move from rest to rest: ``(ramp seconds, cruise seconds, peak speed)``.
+
+    Parameters
+    ----------
+    distance, velocity, accel_time : float
+        See `trapezoid_distance`; ``velocity`` must be > 0.
+
+    Returns
+    -------
+    tuple of float
+        The ramp time (each of acceleration and deceleration), the time at peak speed and the peak
+        speed: ``(accel_time, (distance - velocity * accel_time) / velocity, velocity)`` for a
+        trapezoid, ``(t, 0, distance / t)`` with ``t = sqrt(distance * accel_time / velocity)`` for a
+        triangle, ``(0, distance / velocity, velocity)`` when ``accel_time <= 0``.
+    """
+    distance, velocity, accel_time = max(float(distance), 0.0), float(velocity), max(float(accel_time), 0.0)
+    if accel_time == 0:
+        return 0.0, distance / velocity, velocity
+    if distance >= velocity * accel_time:  # two ramps of velocity * accel_time / 2 each fit
+        return accel_time, (distance - velocity * accel_time) / velocity, velocity
+    t = float(np.sqrt(distance * accel_time / velocity))
+    return t, 0.0, distance / t
+
+
+class Move:
+    """One commanded move from rest to rest: the analytic trajectory of a motor from ``t0``.
+
+    Parameters
+    ----------
+    t0 : float
+        Event-loop time (``loop.time()``) at which the move was commanded.
+    start, target : float
+        Where it starts and where it goes.
+    velocity, accel_time : float
+        ``.VELO`` and ``.ACCL`` when it started (see `trapezoid_distance`).
+
+    Attributes
+    ----------
+    duration : float
+        Seconds from ``t0`` to the target.
+    stopped : (time, position) or None
+        Where a ``.STOP`` (or a new move) ended it.
+    """
+
+    def __init__(self, t0: float, start: float, target: float, velocity: float, accel_time: float):
+        self.t0, self.start, self.target = float(t0), float(start), float(target)
+        self.velocity, self.accel_time = float(velocity), max(float(accel_time), 0.0)
+        if self.velocity > 0:
+            t_acc, t_cruise, _ = move_phases(abs(self.target - self.start), self.velocity, self.accel_time)
+            self.duration = 2 * t_acc + t_cruise
+        else:
+            self.duration = 0.0
+        self.stopped: tuple[float, float] | None = None  # (time, position) of a .STOP
+
+    @property
+    def end_time(self) -> float:
+        """Loop time at which the motion ends (reaches the target or was stopped)."""
+        return self.stopped[0] if self.stopped is not None else self.t0 + self.duration
+
+    def at(self, t) -> np.ndarray:
+        """Position at loop time(s) ``t``."""
+        t = np.asarray(t, dtype=np.float64)
+        sign = 1.0 if self.target >= self.start else -1.0
+        elapsed = t - self.t0
+        pos = self.start + sign * trapezoid_distance(elapsed, abs(self.target - self.start), self.velocity,
+                                                     self.accel_time)
+        pos = np.where(elapsed >= self.duration, self.target, pos)  # exactly on target, not within rounding
+        if self.stopped is not None:
+            pos = np.where(t >= self.stopped[0], self.stopped[1], pos)
+        return pos
+
+
 class SimulatedMotorRecord(PVGroup):
     """One EPICS motor record at PV ``prefix`` (fields ``prefix.RBV`` etc.).
+
+    A move starts from rest, speeds up to ``.VELO`` in ``.ACCL`` seconds, cruises and slows down as
+    fast (a triangle when too short to reach ``.VELO``); ``.ACCL = 0`` moves at ``.VELO`` throughout.
+    The readback follows this trajectory at each tick; `position_at` gives it exactly at any time.
+    A new move while one runs starts from where the motor is then (from rest, a simplification);
+    ``.STOP`` ends the move at once where it is.
 
     Parameters
     ----------
@@ -92,6 +219,8 @@ class SimulatedMotorRecord(PVGroup):
         The record name.
     velocity : float
         Initial ``.VELO`` (EGU/s); 0 moves instantly.
+    acceleration : float
+        Initial ``.ACCL``: seconds to reach ``.VELO`` from rest; 0 moves at ``.VELO`` at once.
     limits : (low, high)
         Soft limits ``.LLM``/``.HLM``, also the control limits of ``.VAL``.
     settle_time : float
@@ -102,14 +231,18 @@ class SimulatedMotorRecord(PVGroup):
         Seconds between readback updates while moving.
     min_move_time : float
         Shortest time ``.DMOV`` stays 0, so every client sees each move start and end.
+    history : int
+        How many past moves `position_at` remembers (for times before the current move).
     """
 
     motor = pvproperty(value=0.0, name="", record="motor", precision=4)
 
-    def __init__(self, prefix: str, *, velocity: float = 100.0, limits=(-1e4, 1e4), settle_time: float = 0.0,
-                 egu: str = "um", tick: float = 0.01, min_move_time: float = 0.001, **kwargs):
+    def __init__(self, prefix: str, *, velocity: float = 100.0, acceleration: float = 0.0, limits=(-1e4, 1e4),
+                 settle_time: float = 0.0, egu: str = "um", tick: float = 0.01, min_move_time: float = 0.001,
+                 history: int = 512, **kwargs):
         super().__init__(prefix, **kwargs)
         self.velocity = float(velocity)
+        self.acceleration = float(acceleration)
         self.limits = (float(limits[0]), float(limits[1]))
         self.settle_time = float(settle_time)
         self.egu = egu
@@ -117,7 +250,7 @@ class SimulatedMotorRecord(PVGroup):
         self.min_move_time = float(min_move_time)
         self.moves_ = 0
         self._task: asyncio.Task | None = None
-        self._stop_requested = False
+        self._moves: deque[Move] = deque(maxlen=max(int(history), 1))
 
     @property
     def fields(self):
@@ -129,12 +262,39 @@ class SimulatedMotorRecord(PVGroup):
         """The readback ``.RBV``."""
         return float(self.fields.user_readback_value.value)
 
+    @property
+    def current_move(self) -> Move | None:
+        """The current or last move (None before the first)."""
+        return self._moves[-1] if self._moves else None
+
+    def position_at(self, t: float) -> float:
+        """The motor's position at event-loop time ``t`` (``loop.time()``), from its moves' trajectories.
+
+        Before the first move remembered: that move's start (the readback if there was none); during a
+        move: the trapezoid (or triangle) of its ``.VELO`` and ``.ACCL``; after it: where it ended.
+        """
+        return float(self.positions_at(t))
+
+    def positions_at(self, t) -> np.ndarray:
+        """`position_at` of many times at once (an array of the shape of ``t``)."""
+        t = np.asarray(t, dtype=np.float64)
+        if not self._moves:
+            return np.full(t.shape, self.position)
+        moves = list(self._moves)
+        which = np.searchsorted([m.t0 for m in moves], t, side="right") - 1
+        out = np.full(t.shape, moves[0].start)
+        for i in np.unique(which[which >= 0]):
+            mask = which == i
+            out[mask] = moves[i].at(t[mask])
+        return out
+
     async def initialise(self) -> None:
         """Write the starting field values; call once the server runs."""
         f = self.fields
         low, high = self.limits
         await self.motor.write_metadata(lower_ctrl_limit=low, upper_ctrl_limit=high, units=self.egu)
         await f.velocity.write(self.velocity)
+        await f.seconds_to_velocity.write(self.acceleration)
         await f.user_low_limit.write(low)
         await f.user_high_limit.write(high)
         await f.readback_settle_time.write(self.settle_time)
@@ -146,27 +306,42 @@ class SimulatedMotorRecord(PVGroup):
 
         async def on_stop(instance, value):
             if value:
-                self._stop_requested = True
+                self.stop()
             return 0
 
         f.stop.putter = on_stop
+
+    def stop(self) -> None:
+        """End the current move where the motor is now (what a put to ``.STOP`` does)."""
+        if self._moves and self._task is not None and not self._task.done():
+            move = self._moves[-1]
+            now = asyncio.get_running_loop().time()
+            if move.stopped is None and now < move.end_time:
+                move.stopped = (now, float(move.at(now)))
 
     @motor.putter
     async def motor(self, instance, value):
         low, high = float(self.fields.user_low_limit.value), float(self.fields.user_high_limit.value)
         if high > low and not low <= value <= high:
             await self.fields.limit_violation.write(1)
-            self._start(self.position)  # as the record does: no motion, but a full DMOV cycle
+            self._start(None)  # as the record does: no motion, but a full DMOV cycle
             return self.position
         await self.fields.limit_violation.write(0)
         self._start(float(value))
         return value
 
-    def _start(self, target: float) -> None:
+    def _start(self, target: float | None) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
-        self._stop_requested = False
-        self._task = asyncio.get_running_loop().create_task(self._move(target))
+        now = asyncio.get_running_loop().time()
+        start = self.position_at(now)
+        f = self.fields
+        move = Move(now, start, start if target is None else target, float(f.velocity.value),
+                     float(f.seconds_to_velocity.value))
+        if self._moves and self._moves[-1].end_time > now:
+            self._moves[-1].stopped = (now, start)  # the move it replaces ends here
+        self._moves.append(move)
+        self._task = asyncio.get_running_loop().create_task(self._move(move))
 
     async def _write_position(self, value: float) -> None:
         f = self.fields
@@ -174,34 +349,25 @@ class SimulatedMotorRecord(PVGroup):
         await f.dial_readback_value.write(value)
         await f.raw_readback_value.write(int(round(value / 1e-6)))
 
-    async def _move(self, target: float) -> None:
+    async def _move(self, move: Move) -> None:
         f = self.fields
         loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        start = self.position
         await f.done_moving_to_value.write(0)
         await f.motor_is_moving.write(1)
-        await f.direction_of_travel.write(1 if target >= start else 0)
-        velocity = float(f.velocity.value)
-        duration = abs(target - start) / velocity if velocity > 0 else 0.0
-        position = start
+        await f.direction_of_travel.write(1 if move.target >= move.start else 0)
         while True:
-            elapsed = loop.time() - t0
-            if elapsed >= duration:
-                position = target
+            now = loop.time()
+            if now >= move.end_time:
                 break
-            if self._stop_requested:
-                break
-            await asyncio.sleep(min(self.tick, duration - elapsed))
-            position = start + (target - start) * min((loop.time() - t0) / duration, 1.0)
-            await self._write_position(position)
-        if self._stop_requested:
+            await asyncio.sleep(min(self.tick, move.end_time - now))
+            await self._write_position(float(move.at(loop.time())))
+        position = move.target if move.stopped is None else move.stopped[1]
+        if move.stopped is not None:
             await self.motor.write(position, verify_value=False)
-            self._stop_requested = False
         await self._write_position(position)
         await f.motor_is_moving.write(0)
         settle = float(f.readback_settle_time.value)
-        remaining = max(settle, self.min_move_time - (loop.time() - t0))
+        remaining = max(settle, self.min_move_time - (loop.time() - move.t0))
         if remaining > 0:
             await asyncio.sleep(remaining)
         self.moves_ += 1
@@ -371,6 +537,176 @@ class SimulatedROICamera(PVGroup):
         return "Done"
 
 
+MAX_BINS = 16384  # channels of each MCS array, as an SIS3820 database's NCHAN
+
+
+def _enum_pv(name: str, states: tuple[str, str], **kwargs):
+    return pvproperty(name=name, dtype=ChannelType.ENUM, enum_strings=states, value=states[0], **kwargs)
+
+
+def _array_pv(name: str):
+    return pvproperty(name=name, dtype=ChannelType.DOUBLE, max_length=MAX_BINS, value=[], read_only=True,
+                      max_subscription_backlog=100)  # under caproto's memory warning for 16384 elements
+
+
+class SimulatedMCS(PVGroup):
+    """A multichannel scaler at ``{prefix}`` (``sim:mcs:``), the PVs of the EPICS ``mca`` module's SIS3820.
+
+    Writing 1 to ``EraseStart`` clears the arrays and, with ``ChannelAdvance`` "Internal", acquires
+    ``NuseAll`` bins of ``Dwell`` seconds each (``Acquiring`` 1); the put returns at once. Bin ``k``
+    covers loop times ``[t0 + k * Dwell, t0 + (k + 1) * Dwell)`` from the put ``t0``. With
+    ``ChannelAdvance`` "External" (no trigger input here) ``EraseStart`` only clears: ``Acquiring``
+    stays 0. ``StopAll`` ends an acquisition after its last completed bin (a partial bin is dropped);
+    its put returns once ``Acquiring`` is 0.
+
+    Channels per bin: ``mca1`` the 10 MHz clock (``1e7 * Dwell`` counts); ``mca2`` the sample signal
+    integrated along the stage's actual motion (the mean of the sample at `SimulatedMotorRecord.position_at`
+    of both motors at ``subsamples`` evenly spaced times inside the bin, Poisson-counted for ``Dwell``
+    seconds when the `Beam` has a flux); ``mca3`` the mean x position and ``mca4`` the mean y position
+    over the same times (encoder channels). ``mcaN.NORD`` is the number of valid elements, equal to
+    ``CurrentChannel`` (bins completed). The arrays, NORD values and ``CurrentChannel`` are posted as
+    bins complete (every ``post_interval`` seconds at most) and once at the end; ``Acquiring`` returns
+    to 0 only after that last post. Each bin is logged as served by ``{prefix}mca2`` at its mean (y, x).
+
+    Parameters
+    ----------
+    prefix : str
+        PV prefix of the MCS (ending with ``mcs:``).
+    beam : Beam
+        The sample and the two motors.
+    subsamples : int
+        Times per bin at which the positions and the sample are evaluated.
+    post_interval : float
+        Longest time between posts of completed bins while acquiring.
+    """
+
+    erase_start = _enum_pv("EraseStart", ("Done", "Erase"))
+    stop_all = _enum_pv("StopAll", ("Done", "Stop"))
+    acquiring = _enum_pv("Acquiring", ("Done", "Acquiring"), read_only=True)
+    dwell = pvproperty(name="Dwell", value=0.01, precision=6)
+    channel_advance = _enum_pv("ChannelAdvance", ("Internal", "External"))
+    nuse_all = pvproperty(name="NuseAll", value=2048, lower_ctrl_limit=1, upper_ctrl_limit=MAX_BINS)
+    current_channel = pvproperty(name="CurrentChannel", value=0, read_only=True)
+    mca1 = _array_pv("mca1")
+    mca2 = _array_pv("mca2")
+    mca3 = _array_pv("mca3")
+    mca4 = _array_pv("mca4")
+    nord1 = pvproperty(name="mca1.NORD", value=0, read_only=True)
+    nord2 = pvproperty(name="mca2.NORD", value=0, read_only=True)
+    nord3 = pvproperty(name="mca3.NORD", value=0, read_only=True)
+    nord4 = pvproperty(name="mca4.NORD", value=0, read_only=True)
+
+    clock_frequency = 1e7
+
+    def __init__(self, prefix: str, *, beam: Beam, subsamples: int = 8, post_interval: float = 0.05, **kwargs):
+        super().__init__(prefix, **kwargs)
+        self.beam = beam
+        self.subsamples = max(int(subsamples), 1)
+        self.post_interval = float(post_interval)
+        self._task: asyncio.Task | None = None
+        self._stop: asyncio.Event | None = None  # made in the running loop, per acquisition
+        self._stop_time: float | None = None
+        self.acquisitions_ = 0
+
+    @dwell.putter
+    async def dwell(self, instance, value):
+        if not (float(value) > 0 and np.isfinite(value)):
+            raise ValueError(f"Dwell must be > 0 s, got {value}")
+        return value
+
+    def bins(self, t0: float, dwell: float, first: int, stop: int) -> np.ndarray:
+        """Channels ``(mca1, mca2, mca3, mca4)`` of bins ``first`` .. ``stop - 1`` (a 4 x n array).
+
+        Parameters
+        ----------
+        t0 : float
+            Loop time at which bin 0 started.
+        dwell : float
+            Seconds per bin.
+        first, stop : int
+            The bins to compute.
+        """
+        k = np.arange(first, stop, dtype=np.float64)[:, None]
+        t = t0 + (k + (np.arange(self.subsamples) + 0.5) / self.subsamples) * dwell
+        y = self.beam.y_motor.positions_at(t)
+        x = self.beam.x_motor.positions_at(t)
+        sample = self.beam.sample
+        mean_value = sample.values_at(y.ravel(), x.ravel()).reshape(y.shape).mean(axis=1)
+        signal = sample.noisy(mean_value, dwell=dwell, flux=self.beam.flux, rng=self.beam.rng)
+        clock = np.full(len(k), self.clock_frequency * dwell)
+        return np.vstack([clock, np.asarray(signal, dtype=np.float64), x.mean(axis=1), y.mean(axis=1)])
+
+    async def _post(self, data: np.ndarray, n: int) -> None:
+        for array, nord, channel in zip((self.mca1, self.mca2, self.mca3, self.mca4),
+                                        (self.nord1, self.nord2, self.nord3, self.nord4), data, strict=True):
+            await array.write(channel[:n].copy())
+            await nord.write(n)
+        await self.current_channel.write(n)
+
+    async def _acquire(self, t0: float, dwell: float, n: int, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        data = np.zeros((4, n))
+        done = posted = 0
+        last_post = t0
+        while True:
+            now = loop.time()
+            end = self._stop_time if stop.is_set() else now
+            ready = min(n, max(int(np.floor((end - t0) / dwell)), 0))
+            if ready > done:
+                data[:, done:ready] = self.bins(t0, dwell, done, ready)
+                detector = self.prefix + "mca2"
+                for value, x, y in data[1:, done:ready].T:
+                    self.beam.log(detector, float(y), float(x), float(value))
+                done = ready
+            finished = done == n or stop.is_set()
+            if finished or (done > posted and now - last_post >= self.post_interval):
+                await self._post(data, done)  # the final arrays and NORD, before Acquiring returns to 0
+                posted, last_post = done, now
+            if finished:
+                break
+            wake = min(t0 + n * dwell, max(t0 + (done + 1) * dwell, now + 0.005))
+            if done > posted:
+                wake = min(wake, last_post + self.post_interval)
+            try:
+                await asyncio.wait_for(stop.wait(), max(wake - now, 0.0))
+            except asyncio.TimeoutError:
+                pass
+        self.acquisitions_ += 1
+        await self.acquiring.write("Done")
+
+    @erase_start.putter
+    async def erase_start(self, instance, value):
+        if not _is_on(value):
+            return "Done"
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        empty = np.zeros((4, 0))
+        await self._post(empty, 0)
+        if self.channel_advance.value != "Internal":
+            await self.acquiring.write("Done")
+            return "Done"
+        dwell, n = float(self.dwell.value), int(self.nuse_all.value)
+        self._stop = asyncio.Event()
+        self._stop_time = None
+        await self.acquiring.write("Acquiring")
+        self._task = loop.create_task(self._acquire(t0, dwell, n, self._stop))
+        return "Done"
+
+    @stop_all.putter
+    async def stop_all(self, instance, value):
+        if not _is_on(value):
+            return "Done"
+        task = self._task
+        if task is not None and not task.done() and not self._stop.is_set():
+            self._stop_time = asyncio.get_running_loop().time()
+            self._stop.set()
+        if task is not None:
+            await asyncio.wait({task})
+        return "Done"
+
+
 class LowLatencyContext(AsyncioContext):
     """caproto's asyncio server with Nagle's algorithm off on every client circuit.
 
@@ -389,7 +725,7 @@ class LowLatencyContext(AsyncioContext):
 
 def build_ioc(sample: SampleImage, *, prefix: str = "sim:", y_motor: str = "m2", x_motor: str = "m1",
               velocity: float = 100.0, settle_time: float = 0.0, limits=None, flux: float = 0.0,
-              frame_shape=(16, 16), seed: int | None = None, served_log=None):
+              frame_shape=(16, 16), seed: int | None = None, served_log=None, acceleration: float = 0.0):
     """The IOC's parts and its PV database.
 
     Parameters
@@ -402,6 +738,8 @@ def build_ioc(sample: SampleImage, *, prefix: str = "sim:", y_motor: str = "m2",
         Motor record names after the prefix.
     velocity, settle_time : float
         Initial ``.VELO`` and ``.DLY`` of both motors.
+    acceleration : float
+        Initial ``.ACCL`` of both motors (seconds to reach ``.VELO``; 0: at once).
     limits : (low, high) or None
         Soft limits of both motors; None: the sample's extent plus 10 % on each side.
     flux, seed, served_log
@@ -412,7 +750,7 @@ def build_ioc(sample: SampleImage, *, prefix: str = "sim:", y_motor: str = "m2",
     Returns
     -------
     parts : dict
-        ``y``, ``x`` (`SimulatedMotorRecord`), ``scaler``, ``camera``, ``beam``.
+        ``y``, ``x`` (`SimulatedMotorRecord`), ``scaler``, ``camera``, ``mcs``, ``beam``.
     pvdb : dict
         Every PV served, for ``caproto.server.run``.
     """
@@ -420,18 +758,21 @@ def build_ioc(sample: SampleImage, *, prefix: str = "sim:", y_motor: str = "m2",
         y0, y1, x0, x1 = sample.extent()
         span = max(y1 - y0, x1 - x0, *sample.pixel_yx)
         limits = (min(y0, x0) - 0.1 * span, max(y1, x1) + 0.1 * span)
-    y = SimulatedMotorRecord(prefix + y_motor, velocity=velocity, limits=limits, settle_time=settle_time)
-    x = SimulatedMotorRecord(prefix + x_motor, velocity=velocity, limits=limits, settle_time=settle_time)
+    y = SimulatedMotorRecord(prefix + y_motor, velocity=velocity, acceleration=acceleration, limits=limits,
+                             settle_time=settle_time)
+    x = SimulatedMotorRecord(prefix + x_motor, velocity=velocity, acceleration=acceleration, limits=limits,
+                             settle_time=settle_time)
     beam = Beam(sample, y, x, flux=flux, seed=seed, served_log=served_log)
     scaler = SimulatedScaler(prefix + "scaler1", beam=beam)
     camera = SimulatedROICamera(prefix, beam=beam, frame_shape=frame_shape)
+    mcs = SimulatedMCS(prefix + "mcs:", beam=beam)
     pvdb = {}
-    for group in (y, x, scaler, camera):
+    for group in (y, x, scaler, camera, mcs):
         clash = set(pvdb) & set(group.pvdb)
         if clash:
             raise ValueError(f"PV names served twice: {sorted(clash)}")
         pvdb.update(group.pvdb)
-    return {"y": y, "x": x, "scaler": scaler, "camera": camera, "beam": beam}, pvdb
+    return {"y": y, "x": x, "scaler": scaler, "camera": camera, "mcs": mcs, "beam": beam}, pvdb
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -445,6 +786,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--origin", type=float, nargs=2, default=(0.0, 0.0), metavar=("Y0", "X0"),
                    help="stage position of sample pixel (0, 0)")
     p.add_argument("--velocity", type=float, default=100.0, help="motor speed (um/s); 0 moves instantly")
+    p.add_argument("--acceleration", type=float, default=0.0,
+                   help="motor .ACCL: seconds to reach the velocity from rest; 0: at once")
     p.add_argument("--settle-time", type=float, default=0.0, help="motor settle time .DLY (s)")
     p.add_argument("--limits", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="soft limits of both motors (default: the sample extent + 10%%)")
@@ -462,7 +805,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Run the IOC until interrupted (SIGINT or SIGTERM)."""
     args = _parser().parse_args(argv)
-    for label in ("velocity", "settle_time", "dwell", "flux"):
+    for label in ("velocity", "acceleration", "settle_time", "dwell", "flux"):
         if getattr(args, label) < 0:
             raise SystemExit(f"--{label.replace('_', '-')} must be >= 0, got {getattr(args, label)}")
     try:
@@ -472,7 +815,7 @@ def main(argv: list[str] | None = None) -> None:
     parts, pvdb = build_ioc(sample, prefix=args.prefix, y_motor=args.y_motor, x_motor=args.x_motor,
                             velocity=args.velocity, settle_time=args.settle_time, limits=args.limits,
                             flux=args.flux, frame_shape=args.frame_shape, seed=args.seed,
-                            served_log=args.served_log)
+                            served_log=args.served_log, acceleration=args.acceleration)
     if args.list_pvs:
         print("\n".join(sorted(pvdb)))
         return

@@ -113,9 +113,31 @@ class SampleImage:
         With ``flux > 0`` (photons per second at the brightest sample value) a Poisson photon count
         over ``dwell`` seconds; with ``flux == 0`` the noiseless sample value.
         """
-        value = self.value_at(y, x)
+        return float(self.noisy(self.value_at(y, x), dwell=dwell, flux=flux, rng=rng))
+
+    def noisy(self, value, *, dwell: float, flux: float, rng: np.random.Generator):
+        """What a detector counts in ``dwell`` seconds where the noiseless sample value is ``value``.
+
+        The noise model of `count`: with ``flux > 0`` a Poisson photon count of mean
+        ``max(value, 0) / peak * flux * dwell``; with ``flux == 0`` the value itself.
+
+        Parameters
+        ----------
+        value : float or array
+            Noiseless sample value(s), e.g. a mean along a stretch the beam swept.
+        dwell, flux : float
+            Counting time (s) and photons per second at the brightest sample value.
+        rng : numpy.random.Generator
+            Source of the noise.
+
+        Returns
+        -------
+        float or ndarray
+            Of the shape of ``value``.
+        """
         if flux > 0:
             if self.peak <= 0:
-                return 0.0
-            return float(rng.poisson(max(value, 0.0) / self.peak * flux * dwell))
+                return np.zeros_like(np.asarray(value, dtype=np.float64))[()]
+            lam = np.maximum(value, 0.0) / self.peak * flux * dwell
+            return np.asarray(rng.poisson(lam), dtype=np.float64)[()]
         return value
