@@ -27,6 +27,7 @@ from plans.stubs import (
     PointTags,
     SteeringMaps,
     SteeringReport,
+    describe_fault,
     measure_point,
     record_batch,
     record_failure,
@@ -149,7 +150,7 @@ def smart_scan(
             yield from bps.close_run(exit_status="success", reason="stopped with RE.stop(), before the sampler's "
                                      "stop criteria fired")
         elif not isinstance(e, RunEngineControlException):
-            yield from bps.close_run(exit_status="fail", reason=f"{type(e).__name__}: {e}")
+            yield from bps.close_run(exit_status="fail", reason=describe_fault(e))  # a failed status: its error
         # an abort or halt: the RunEngine closes the run with its exit status and the reason given to it
 
     def run():

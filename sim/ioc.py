@@ -148,7 +148,7 @@ def move_phases(distance: float, velocity: float, accel_time: float) -> tuple[fl
         triangle, ``(0, distance / velocity, velocity)`` when ``accel_time <= 0``.
     """
     distance, velocity, accel_time = max(float(distance), 0.0), float(velocity), max(float(accel_time), 0.0)
-    if accel_time == 0:
+    if accel_time == 0 or distance == 0:  # a move to where the motor is takes no time
         return 0.0, distance / velocity, velocity
     if distance >= velocity * accel_time:  # two ramps of velocity * accel_time / 2 each fit
         return accel_time, (distance - velocity * accel_time) / velocity, velocity

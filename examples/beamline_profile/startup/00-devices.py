@@ -16,18 +16,26 @@ import os
 
 from bluesky import RunEngine
 
-from devices import ROISumDetector, ScalerDetector, ScanStage
+from devices import MCSFlyer, ROISumDetector, ScalerDetector, ScanStage
 from plans import BatchProgress, Catalog, LiveSparseView, plot_scan, read_scan, smart_scan  # noqa: F401
+from steering.timing import StageTiming
 
 # --- the instrument: edit these PV names -------------------------------------------------------
 STAGE_PREFIX, Y_MOTOR, X_MOTOR = "sim:", "m2", "m1"  # motor records {prefix}{name}
 SCALER = "sim:scaler1"  # scaler record; the signal on channel 2 (.S2)
+MCS_PREFIX = "sim:mcs:"  # multichannel scaler (EPICS mca module, SIS3820): mca2 the signal, mca3 the x encoder
 DETECTOR_PREFIX = "sim:"  # areaDetector IOC; driver cam1:, ROI statistics ROIStat1:1:
 
 stage = ScanStage(STAGE_PREFIX, y_pv=Y_MOTOR, x_pv=X_MOTOR, name="stage")
 scaler = ScalerDetector(SCALER, channel=2, name="scaler")
 roi = ROISumDetector(DETECTOR_PREFIX, cam="cam1:", roi="ROIStat1:1:", name="roi")
-for device in (stage, scaler, roi):
+# Fly scans: the fast axis flies each line while the MCS records a bin per pixel. The timing model is the
+# stage's, in its units (um, s); line_overhead is what a flown line costs besides its pixels (run-up, arming,
+# reading the bins): measure it once with `bash examples/dry_run_ioc.sh --fly`, which prints it.
+fly_timing = StageTiming(pixel_size=0.05, dwell=0.01, velocity=20.0, acceleration=400.0, settle=0.005,
+                         line_overhead=0.3)
+flyer = MCSFlyer(MCS_PREFIX, x_motor=stage.x, y_motor=stage.y, timing=fly_timing, name="mcs")
+for device in (stage, scaler, roi, flyer.mcs):
     try:
         device.wait_for_connection(timeout=5)
     except TimeoutError as exc:
@@ -45,6 +53,8 @@ RE.subscribe(LiveSparseView())
 print("""smart-scan beamline session: stage.y, stage.x, scaler, roi; catalog (db: databroker Broker)
 set the dwell:   scaler.preset_time.put(0.05)      (or roi.acquire_time.put(0.05))
 scan 101x101:    RE(smart_scan([scaler], stage.y, -5, 5, 101, stage.x, -5, 5, 101,
+                               sampler={"stop": {"max_fraction": 0.2}}))
+fly it:          RE(smart_scan([flyer], stage.y, -5, 5, 101, stage.x, -5, 5, 101, flyer=flyer,
                                sampler={"stop": {"max_fraction": 0.2}}))
 read it back:    run = catalog.client.values().last(); image = read_scan(run).reconstruct(); plot_scan(run)
 """)
