@@ -334,3 +334,11 @@ def test_list_pvs_shows_the_mcs_and_the_acceleration_option():
     names += [f"mca{i}{field}" for i in range(1, 5) for field in ("", ".NORD")]
     assert {"sim:mcs:" + name for name in names} <= set(out)
     assert "sim:m1" in out and "sim:m2" in out
+
+
+def test_a_move_to_where_the_motor_is_takes_no_time_with_acceleration_set():
+    from sim.ioc import Move, move_phases
+
+    assert move_phases(0.0, 100.0, 0.02) == (0.0, 0.0, 100.0)  # no division by a zero ramp time
+    move = Move(0.0, 5.0, 5.0, 100.0, 0.02)
+    assert move.duration == 0.0 and float(move.at(1.0)) == 5.0
