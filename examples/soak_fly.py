@@ -4,7 +4,8 @@
 
 Starts ``python -m sim.ioc`` (a 64x64 sample, motors with acceleration, the MCS) on private loopback
 ports with a served log, then runs ``--scans`` fly smart scans (`devices.MCSFlyer`) into one catalog,
-each with its own seed and a beam-time budget of ``--beam-time`` seconds of the plan's own clock.
+each with a beam-time budget of ``--beam-time`` seconds of the plan's own clock (fly mode picks the
+same route whatever the seed, so a soak repeats one scan).
 After each it checks what was stored against what the IOC served: every pixel stored holds a bin the
 IOC served on its row, within half the flight's pixel step, with the value served, and no bin is
 stored twice (a lost bin shows as a pixel without one). It prints, per scan, the pixels, the flights,
@@ -15,7 +16,6 @@ and at the end the totals. Exit status 1 if a scan hung (``--timeout``), failed 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import tempfile
 import threading
@@ -26,28 +26,6 @@ import numpy as np
 
 PREFIX = "soak:"
 SPEED, ACCEL = 100.0, 0.02  # the motors' speed (pixels/s) and .ACCL (s)
-
-
-def check_run(data, bins: list[dict]) -> tuple[int, int]:
-    """Match each stored pixel to a served bin (see the module docstring); return (matched, unmatched)."""
-    from steering.timing import flown_runs
-
-    rows: dict[int, list] = {}
-    for b in bins:
-        rows.setdefault(round(float(b["y"])), []).append([float(b["x"]), float(b["value"]), False])
-    matched = unmatched = 0
-    for batch in np.unique(data.batches):
-        points, values = data.points[data.batches == batch], data.values[data.batches == batch]
-        for a, b in flown_runs(points):
-            half = abs(points[a + 1, 1] - points[a, 1]) / 2 if b - a > 1 else 0.5
-            for (r, c), value in zip(points[a:b].tolist(), values[a:b], strict=True):
-                same = [x for x in rows.get(r, []) if not x[2] and x[1] == value and abs(x[0] - c) <= half + 1e-9]
-                if same:
-                    min(same, key=lambda x: abs(x[0] - c))[2] = True
-                    matched += 1
-                else:
-                    unmatched += 1
-    return matched, unmatched
 
 
 def main(argv=None) -> int:
@@ -75,6 +53,7 @@ def main(argv=None) -> int:
 
             from devices import MCSFlyer, ScanStage
             from plans import Catalog, read_scan, smart_scan
+            from sim.served import match_stored_bins, read_served_log
             from steering.timing import StageTiming
 
             timing = StageTiming(pixel_size=1.0, dwell=0.005, velocity=200.0, acceleration=200.0 / ACCEL,
@@ -90,7 +69,7 @@ def main(argv=None) -> int:
                 RE.subscribe(catalog.writer)
                 for k in range(args.scans):
                     with open(served) as f:
-                        before = sum(1 for _ in f)
+                        before = sum(1 for _ in f) - 1  # lines served so far, without the header
                     flights = flyer.flights_
                     outcome: dict = {}
 
@@ -117,10 +96,8 @@ def main(argv=None) -> int:
                         continue
                     catalog.writer.wait()
                     data = read_scan(catalog.client[outcome["uid"]], earlier=False)
-                    with open(served) as f:
-                        bins = [row for row in list(csv.DictReader(f))[before - 1:]
-                                if row["detector"] == PREFIX + "mcs:mca2"]
-                    matched, unmatched = check_run(data, bins)
+                    bins = read_served_log(served, PREFIX + "mcs:mca2", start=before)
+                    matched, unmatched = match_stored_bins(data.points, data.values, data.batches, bins)
                     n, flown = len(data.points), flyer.flights_ - flights
                     beam = float(data.beam_time or outcome["wall"])
                     overhead = (beam - n * timing.dwell) / max(flown, 1)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import threading
 import time
 from collections import Counter
@@ -14,7 +13,8 @@ from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
 
 from sim.ioc_process import IOCProcess
-from steering.timing import StageTiming, flown_runs
+from sim.served import match_stored_bins, read_served_log
+from steering.timing import StageTiming
 
 PREFIX = "flyioc:"
 SPEED = 100.0  # pixels per second: the motors' normal speed
@@ -62,9 +62,9 @@ def _fly(stage, flyer, beam_time: float = 20.0, **kwargs):
                       sampler={"seed": 0, "stop": {"max_fraction": None, "max_beam_time": beam_time}}, **kwargs)
 
 
-def _served_bins(ioc) -> list[dict]:
+def _served_lines(ioc) -> int:
     with open(ioc.served_log) as f:
-        return [row for row in csv.DictReader(f) if row["detector"] == PREFIX + "mcs:mca2"]
+        return sum(1 for _ in f) - 1  # without the header
 
 
 def test_a_fly_scan_over_channel_access_stores_each_pixels_bin_once_with_the_value_served(ioc, catalog):
@@ -73,32 +73,21 @@ def test_a_fly_scan_over_channel_access_stores_each_pixels_bin_once_with_the_val
     stage, flyer = _devices()
     RE = RunEngine({})
     RE.subscribe(catalog.writer)
-    before = len(_served_bins(ioc))
+    before = _served_lines(ioc)
     (uid,) = RE(_fly(stage, flyer))
     assert catalog.writer.wait()
     run = catalog.client[uid]
     data = read_scan(run)
-    bins = _served_bins(ioc)[before:]
+    bins = read_served_log(ioc.served_log, PREFIX + "mcs:mca2", start=before)
     stored = Counter(map(tuple, data.points.tolist()))
     # each stored pixel holds a bin the IOC served on its row, within half the flight's pixel step of its centre,
     # with the value served; no bin is stored twice
-    rows: dict[int, list] = {}
-    for b in bins:
-        rows.setdefault(round(float(b["y"])), []).append([float(b["x"]), float(b["value"]), False])
-    for batch in np.unique(data.batches):
-        points, values = data.points[data.batches == batch], data.values[data.batches == batch]
-        for a, b in flown_runs(points):
-            half = abs(points[a + 1, 1] - points[a, 1]) / 2 if b - a > 1 else 0.5
-            for (r, c), value in zip(points[a:b].tolist(), values[a:b], strict=True):
-                same = [x for x in rows.get(r, []) if not x[2] and x[1] == value and abs(x[0] - c) <= half + 1e-9]
-                assert same, (r, c, value, [x for x in rows.get(r, []) if abs(x[0] - c) <= half + 1])
-                min(same, key=lambda x: abs(x[0] - c))[2] = True
-    used = sum(b[2] for row in rows.values() for b in row)
+    used, unmatched = match_stored_bins(data.points, data.values, data.batches, bins)
     print(f"\nfly scan over CA 64x64: {len(stored)} pixels in {flyer.flights_} flights; the IOC served {len(bins)} "
           f"bins, {used} of them stored, each once, at its pixel with its value (the rest: run-up and run-out); "
           f"speed restored: {flyer.velocity_restored_}, {stage.x.velocity.get()} px/s; stop: {data.stop_reason}")
     assert run.metadata["stop"]["exit_status"] == "success"
-    assert max(stored.values()) == 1 and used == len(stored)
+    assert max(stored.values()) == 1 and used == len(stored) and unmatched == 0
     assert np.isfinite(data.values).all()
     assert flyer.velocity_restored_ and stage.x.velocity.get() == pytest.approx(SPEED)
 
