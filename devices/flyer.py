@@ -121,6 +121,7 @@ class MCSFlyer(Device):
         self._next: dict | None = None
         self._page: dict | None = None
         self._done: Status | None = None
+        self._thread: threading.Thread | None = None
         self._abort = threading.Event()
 
     def prepare(self, value: dict) -> Status:
@@ -141,10 +142,15 @@ class MCSFlyer(Device):
         flight, self._next = self._next, None
         if flight is None:
             raise RuntimeError(f"{self.name}: kickoff without a prepared flight")
+        if self._thread is not None:  # a flight cut short (a pause) puts the speed back before the next flies
+            self._thread.join(timeout=3 * self.timeout)
+            if self._thread.is_alive():
+                raise RuntimeError(f"{self.name}: the previous flight has not ended after {3 * self.timeout:g} s")
         started, self._done = Status(), Status()
         self._abort.clear()
-        threading.Thread(target=self._fly, args=(flight, started, self._done), daemon=True,
-                         name=f"{self.name}-flight").start()
+        self._thread = threading.Thread(target=self._fly, args=(flight, started, self._done), daemon=True,
+                                        name=f"{self.name}-flight")
+        self._thread.start()
         return started
 
     def complete(self) -> Status:

@@ -119,6 +119,40 @@ def test_the_motors_speed_is_put_back_when_a_flight_is_aborted(ioc):
     assert slow and flyer.velocity_restored_ and stage.x.velocity.get() == pytest.approx(SPEED)
 
 
+def test_a_pause_mid_flight_and_resume_store_each_pixel_once_at_its_served_bin(ioc, catalog):
+    from plans import read_scan
+
+    stage, flyer = _devices("fly_pause")
+    RE = RunEngine({})
+    RE.subscribe(catalog.writer)
+    before = _served_lines(ioc)
+    paused = []
+
+    def pause_mid_flight():
+        for _ in range(20000):
+            if flyer.flights_ >= 3 and flyer.flying_:
+                paused.append(flyer.flights_)
+                RE.request_pause(defer=False)
+                return
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=pause_mid_flight)
+    watcher.start()
+    with pytest.raises(RunEngineInterrupted):
+        RE(_fly(stage, flyer, beam_time=10.0))
+    watcher.join()
+    (uid,) = RE.resume()
+    assert catalog.writer.wait()
+    data = read_scan(catalog.client[uid])
+    bins = read_served_log(ioc.served_log, PREFIX + "mcs:mca2", start=before)
+    used, unmatched = match_stored_bins(data.points, data.values, data.batches, bins)
+    stored = Counter(map(tuple, data.points.tolist()))
+    print(f"\npaused during flight {paused[0] + 1} and resumed: {len(stored)} pixels stored, each once; {used} at a "
+          f"served bin, {unmatched} without; speed now {stage.x.velocity.get()} px/s")
+    assert paused and max(stored.values()) == 1 and unmatched == 0 and np.isfinite(data.values).all()
+    assert flyer.velocity_restored_ and stage.x.velocity.get() == pytest.approx(SPEED)
+
+
 def test_an_ioc_killed_mid_flight_ends_the_run_with_a_reason_and_nothing_hangs(tmp_path, blobs_module):
     import os
     import signal
