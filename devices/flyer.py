@@ -88,6 +88,9 @@ class MCSFlyer(Device):
         MCS channels of the signal and of the fast axis's position (an encoder, mean per bin).
     timeout : float
         Seconds a Channel Access operation, and the slack of a flight beyond its expected time.
+    retry_for : float
+        Seconds to keep trying, in the background, to put the motor's speed back where a flight could
+        not (its IOC gone): an IOC that comes back, with the fly speed autosaved, gets its speed back.
     name : str
         Device name.
 
@@ -98,14 +101,15 @@ class MCSFlyer(Device):
     flying_ : bool
         Whether the MCS is counting a line now.
     velocity_restored_ : bool or None
-        Whether the last flight put the motor's speed back (False: it could not, e.g. the IOC was gone).
+        Whether the last flight put the motor's speed back (False: not yet, e.g. its IOC is gone; it
+        turns True when a retry succeeds).
     """
 
     value = Cpt(Signal, value=float("nan"), kind=Kind.hinted)
     mcs = FCpt(MCS, "{_mcs_prefix}", kind=Kind.omitted)
 
     def __init__(self, mcs_prefix: str, *, x_motor, y_motor, timing, signal_channel: int = 2, x_channel: int = 3,
-                 timeout: float = 10.0, name: str, **kwargs):
+                 timeout: float = 10.0, retry_for: float = 3600.0, name: str, **kwargs):
         if signal_channel not in (1, 2, 3, 4) or x_channel not in (1, 2, 3, 4) or signal_channel == x_channel:
             raise ValueError(f"signal_channel and x_channel must be two of the MCS channels 1-4, got "
                              f"{signal_channel} and {x_channel}")
@@ -115,6 +119,7 @@ class MCSFlyer(Device):
         self.x_motor, self.y_motor, self.timing = x_motor, y_motor, timing
         self.signal_channel, self.x_channel = int(signal_channel), int(x_channel)
         self.timeout = float(timeout)
+        self.retry_for = float(retry_for)
         self.flights_ = 0
         self.velocity_restored_ = None  # after each flight: whether the motor's speed was put back
         self.flying_ = False  # whether the MCS is counting a line now
@@ -259,11 +264,28 @@ class MCSFlyer(Device):
         try:
             self.x_motor.velocity.put(normal, wait=True, timeout=self.timeout)
         except Exception as exc:
-            logger.error("%s: could not put %s's speed back to %s: %s", self.name, self.x_motor.name, normal, exc)
+            logger.error("%s: could not put %s's speed back to %s (%s); it will be put back when the motor's IOC "
+                         "answers again, for up to %g s", self.name, self.x_motor.name, normal, exc, self.retry_for)
             self.velocity_restored_ = False
+            threading.Thread(target=self._restore_later, args=(normal,), daemon=True,
+                             name=f"{self.name}-restore").start()
             return False
         self.velocity_restored_ = True
         return True
+
+    def _restore_later(self, normal: float) -> None:
+        """Keep trying to put the speed back (an IOC that comes back may have autosaved the fly speed)."""
+        deadline = time.monotonic() + self.retry_for
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                self.x_motor.velocity.put(normal, wait=True, timeout=self.timeout)
+            except Exception:
+                continue
+            logger.warning("%s: %s's speed put back to %s now that its IOC answers again", self.name,
+                           self.x_motor.name, normal)
+            self.velocity_restored_ = True
+            return
 
     def _fail(self, started: Status, done: Status, exc: Exception) -> None:
         for status in (started, done):

@@ -184,13 +184,25 @@ def test_an_ioc_killed_mid_flight_ends_the_run_with_a_reason_and_nothing_hangs(t
         with pytest.raises(Exception) as failure:
             RE(_fly(stage, flyer, beam_time=60.0))
         watcher.join()
+        restored_at_failure = flyer.velocity_restored_
+        # the IOC comes back with the fly speed (as autosave would restore it): the flyer puts the normal one back
+        proc = IOCProcess("--image", tmp_path / "sample.npy", "--prefix", PREFIX, "--pixel-size", 1.0,
+                          "--velocity", 2 * SPEED, "--acceleration", ACCEL, "--dwell", 0).start()
+        for _ in range(1200):  # a bound for a broken test, not a timing requirement
+            if flyer.velocity_restored_:
+                break
+            time.sleep(0.1)
+        after_restart = stage.x.velocity.get(use_monitor=False)
     finally:
         PREFIX = prefix
         proc.stop()
     stop = [doc for name, doc in docs if name == "stop"]
     print(f"\nIOC killed during flight {killed}: {type(failure.value).__name__}: {failure.value}; "
           f"stop document: {stop[0]['exit_status'] if stop else None}, {stop[0]['reason'][:200] if stop else None}; "
-          f"speed put back: {flyer.velocity_restored_}")
+          f"speed put back then: {restored_at_failure}; the IOC restarted at {2 * SPEED:g} px/s, speed now "
+          f"{after_restart:g} px/s")
     assert killed and stop and stop[0]["exit_status"] in ("fail", "abort")
     assert stop[0]["reason"].startswith("RuntimeError: fly_kill: the flight along y=")
-    assert flyer.velocity_restored_ is False  # the IOC was gone: the flight says it could not put it back
+    assert "the motor's speed could not be put back" in stop[0]["reason"]
+    assert restored_at_failure is False  # the IOC was gone: the flight said it could not put it back
+    assert flyer.velocity_restored_ and after_restart == pytest.approx(SPEED)  # ... and did once it was back
