@@ -190,20 +190,22 @@ class MCSFlyer(Device):
             begin = self._within_limits(xs[0] - direction * (abs(step) / 2 + run_up))
             end = self._within_limits(xs[-1] + direction * (abs(step) / 2 + run_up))
             if n > 1:
-                motor.set(begin).wait(timeout=t + abs(begin - xs[0]) / max(normal, 1e-9))
+                self._move(begin, timeout=t + abs(begin - xs[0]) / max(normal, 1e-9))
             flight_time = (abs(end - begin) / speed + accel_time) if n > 1 else pixel_time
             mcs.dwell.put(pixel_time, wait=True, timeout=t)
-            # a lone pixel is one bin at rest; a line's bins run from the run-up to past the run-out
-            # (two to spare: the MCS starts a moment before the motor; the last ones may find it at rest at the end)
-            mcs.bins.put(int(math.ceil(flight_time / pixel_time)) + 2 if n > 1 else 1, wait=True, timeout=t)
+            # a lone pixel is one bin at rest; a line's bins run from the run-up until the motor has arrived and
+            # one more bin has ended (`_stop_after`): bins for the flight and two seconds more, however late the
+            # motor starts after the MCS on a loaded machine
+            bins = min(int(math.ceil((flight_time + 2.0) / pixel_time)), 16384) if n > 1 else 1
+            mcs.bins.put(bins, wait=True, timeout=t)
             if n > 1:
                 motor.velocity.put(speed, wait=True, timeout=t)
             mcs.erase_start.put(1, wait=True, timeout=t)
             started.set_finished()
             self.flying_ = True
             if n > 1:
-                moving = motor.set(end)
-                moving.wait(timeout=t + flight_time * 2)
+                self._move(end, timeout=t + flight_time * 2)
+                self._stop_after(pixel_time)
             self._wait_acquired(flight_time)
             self.flying_ = False
             if self._abort.is_set():
@@ -228,8 +230,38 @@ class MCSFlyer(Device):
         low, high = self.x_motor.limits
         return float(np.clip(x, low, high)) if high > low else x
 
+    def _move(self, target: float, *, timeout: float) -> None:
+        """Move the fast axis to ``target`` and wait.
+
+        A move status can fail at once when the done-moving update of a move stopped just before (a
+        pause) reaches ophyd after the new move has begun; the record's own ``.DMOV`` and readback then
+        say whether the motor did arrive.
+        """
+        motor = self.x_motor
+        try:
+            motor.set(target).wait(timeout=timeout)
+            return
+        except Exception as exc:
+            if self._abort.is_set() or not motor.connected:
+                raise
+            failure = exc
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if int(motor.motor_done_move.get(timeout=self.timeout, use_monitor=False)):
+                here = float(motor.user_readback.get(timeout=self.timeout, use_monitor=False))
+                if abs(here - target) <= max(1e-6, 1e-3 * abs(self.timing.pixel_size)):
+                    return
+                raise failure
+            time.sleep(0.005)
+        raise failure
+
+    def _stop_after(self, pixel_time: float) -> None:
+        """The motor has arrived: let the bin under way end (it may hold the last pixel), then stop the MCS."""
+        time.sleep(pixel_time)
+        self.mcs.stop_all.put(1, wait=True, timeout=self.timeout)
+
     def _wait_acquired(self, flight_time: float) -> None:
-        """Wait until the MCS has acquired all its bins (it stops by itself); stop it if it has not in time."""
+        """Wait until the MCS has stopped with its arrays complete; stop it if it has not in time."""
         mcs, limit = self.mcs, self.timeout + flight_time * 2
         deadline = time.monotonic() + limit
         # explicit reads: a monitor update of Acquiring may lag behind the put that started the MCS

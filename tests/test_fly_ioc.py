@@ -48,8 +48,8 @@ def _devices(name: str = "fly"):
 
     stage = ScanStage(PREFIX, y_pv="m2", x_pv="m1", name="stage")
     flyer = MCSFlyer(PREFIX + "mcs:", x_motor=stage.x, y_motor=stage.y, timing=TIMING, timeout=5.0, name=name)
-    stage.wait_for_connection(timeout=10)
-    flyer.mcs.wait_for_connection(timeout=10)
+    stage.wait_for_connection(timeout=60)  # a bound for a loaded machine, not a timing requirement
+    flyer.mcs.wait_for_connection(timeout=60)
     stage.x.velocity.put(SPEED, wait=True)
     return stage, flyer
 
@@ -99,8 +99,8 @@ def test_the_motors_speed_is_put_back_when_a_flight_is_aborted(ioc):
 
     def pause_mid_flight():
         for _ in range(20000):  # wait until a line flies at its fly speed, then interrupt as Ctrl-C would
-            if flyer.flights_ >= 2 and abs(stage.x.velocity.get() - SPEED) > 1e-6:
-                slow.append(stage.x.velocity.get())
+            if flyer.flights_ >= 2 and flyer.flying_:
+                slow.append(stage.x.velocity.get(use_monitor=False))
                 RE.request_pause(defer=False)
                 return
             time.sleep(0.001)
@@ -119,86 +119,47 @@ def test_the_motors_speed_is_put_back_when_a_flight_is_aborted(ioc):
     assert slow and flyer.velocity_restored_ and stage.x.velocity.get() == pytest.approx(SPEED)
 
 
-def test_a_pause_mid_flight_and_resume_store_each_pixel_once_at_its_served_bin(ioc, catalog):
-    from plans import read_scan
-
-    stage, flyer = _devices("fly_pause")
-    RE = RunEngine({})
-    RE.subscribe(catalog.writer)
-    before = _served_lines(ioc)
-    paused = []
-
-    def pause_mid_flight():
-        for _ in range(20000):
-            if flyer.flights_ >= 3 and flyer.flying_:
-                paused.append(flyer.flights_)
-                RE.request_pause(defer=False)
-                return
-            time.sleep(0.001)
-
-    watcher = threading.Thread(target=pause_mid_flight)
-    watcher.start()
-    with pytest.raises(RunEngineInterrupted):
-        RE(_fly(stage, flyer, beam_time=10.0))
-    watcher.join()
-    (uid,) = RE.resume()
-    assert catalog.writer.wait()
-    data = read_scan(catalog.client[uid])
-    bins = read_served_log(ioc.served_log, PREFIX + "mcs:mca2", start=before)
-    used, unmatched = match_stored_bins(data.points, data.values, data.batches, bins)
-    stored = Counter(map(tuple, data.points.tolist()))
-    print(f"\npaused during flight {paused[0] + 1} and resumed: {len(stored)} pixels stored, each once; {used} at a "
-          f"served bin, {unmatched} without; speed now {stage.x.velocity.get()} px/s")
-    assert paused and max(stored.values()) == 1 and unmatched == 0 and np.isfinite(data.values).all()
-    assert flyer.velocity_restored_ and stage.x.velocity.get() == pytest.approx(SPEED)
-
-
-def test_an_ioc_killed_mid_flight_ends_the_run_with_a_reason_and_nothing_hangs(tmp_path, blobs_module):
+def test_an_ioc_killed_mid_flight_ends_the_run_with_a_reason_and_nothing_hangs(ioc, tmp_path, blobs_module):
+    """Kills the module's IOC (so it runs last here), then starts another on the same prefix and port."""
     import os
     import signal
 
-    from sim.ioc_process import free_port  # noqa: F401  (the session's private CA ports are set by conftest)
-
     np.save(tmp_path / "sample.npy", blobs_module)
-    global PREFIX
-    prefix, PREFIX = PREFIX, "flykill:"
-    proc = IOCProcess("--image", tmp_path / "sample.npy", "--prefix", PREFIX, "--pixel-size", 1.0,
-                      "--velocity", SPEED, "--acceleration", ACCEL, "--dwell", 0).start()
+    stage, flyer = _devices("fly_kill")
+    RE = RunEngine({})
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    killed, again = [], None
+
+    def kill_mid_flight():
+        for _ in range(20000):
+            if flyer.flights_ >= 2 and flyer.flying_:
+                os.kill(ioc.pid, signal.SIGKILL)
+                killed.append(flyer.flights_)
+                return
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=kill_mid_flight)
+    watcher.start()
     try:
-        stage, flyer = _devices("fly_kill")
-        RE = RunEngine({})
-        docs = []
-        RE.subscribe(lambda name, doc: docs.append((name, doc)))
-        killed = []
-
-        def kill_mid_flight():
-            for _ in range(20000):
-                if flyer.flights_ >= 2 and flyer.flying_:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    killed.append(flyer.flights_)
-                    return
-                time.sleep(0.001)
-
-        watcher = threading.Thread(target=kill_mid_flight)
-        watcher.start()
         with pytest.raises(Exception) as failure:
             RE(_fly(stage, flyer, beam_time=60.0))
         watcher.join()
         restored_at_failure = flyer.velocity_restored_
         # the IOC comes back with the fly speed (as autosave would restore it): the flyer puts the normal one back
-        proc = IOCProcess("--image", tmp_path / "sample.npy", "--prefix", PREFIX, "--pixel-size", 1.0,
-                          "--velocity", 2 * SPEED, "--acceleration", ACCEL, "--dwell", 0).start()
+        again = IOCProcess("--image", tmp_path / "sample.npy", "--prefix", PREFIX, "--pixel-size", 1.0,
+                           "--velocity", 2 * SPEED, "--acceleration", ACCEL, "--dwell", 0).start()
         for _ in range(1200):  # a bound for a broken test, not a timing requirement
             if flyer.velocity_restored_:
                 break
             time.sleep(0.1)
         after_restart = stage.x.velocity.get(use_monitor=False)
     finally:
-        PREFIX = prefix
-        proc.stop()
+        if again is not None:
+            again.stop()
     stop = [doc for name, doc in docs if name == "stop"]
-    print(f"\nIOC killed during flight {killed}: {type(failure.value).__name__}: {failure.value}; "
-          f"stop document: {stop[0]['exit_status'] if stop else None}, {stop[0]['reason'][:200] if stop else None}; "
+    print(f"\nIOC killed during flight {killed}: {type(failure.value).__name__}; "
+          f"stop document: {stop[0]['exit_status'] if stop else None}, {stop[0]['reason'] if stop else None}; "
           f"speed put back then: {restored_at_failure}; the IOC restarted at {2 * SPEED:g} px/s, speed now "
           f"{after_restart:g} px/s")
     assert killed and stop and stop[0]["exit_status"] in ("fail", "abort")
