@@ -33,18 +33,18 @@ def _missing(what: str):
     pytest.skip(what)
 
 
-def _wait_for_port(process: subprocess.Popen, port: int, log: Path, timeout: float = 60.0) -> None:
+def _wait_for_port(process: subprocess.Popen, port: int, log: Path, polls: int = 1500) -> None:
+    """Until ``process`` listens on ``port`` (polls 0.2 s apart: a guard against a hang, not a time limit)."""
     import socket
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    for _ in range(polls):
         if process.poll() is not None:
             raise RuntimeError(f"exited with code {process.returncode}: {log.read_text()[-3000:]}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout} s: {log.read_text()[-3000:]}")
+    raise RuntimeError(f"nothing listens on port {port} after {polls} polls: {log.read_text()[-3000:]}")
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -138,10 +138,12 @@ def _pause_and_resume(option: str, after: int, paused_at: list):
     RunEngine through the API (``option``: "deferred", at the next checkpoint, or "immediate"), check
     that nothing is measured while paused, note the exposures in ``paused_at``, and resume."""
     def during(api):
-        deadline = time.monotonic() + 600
-        while _worker_exposures_or_zero(api) < after:
-            assert time.monotonic() < deadline, "the run did not start"
+        for _ in range(3000):  # polls, a guard against a hang, not a time limit
+            if _worker_exposures_or_zero(api) >= after:
+                break
             time.sleep(0.2)
+        else:
+            pytest.fail(f"the run did not reach {after} exposures in 3000 polls")
         api.re_pause(option=option)
         api.wait_for_idle_or_paused(timeout=120)
         status = api.status()
