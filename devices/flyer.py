@@ -23,9 +23,26 @@ from ophyd import Device, EpicsSignal, EpicsSignalRO, Kind, Signal
 from ophyd import FormattedComponent as FCpt
 from ophyd.status import Status
 
-__all__ = ["MCS", "MCSFlyer"]
+__all__ = ["MCS", "MCSFlyer", "read_flight"]
 
 logger = logging.getLogger(__name__)
+
+
+def read_flight(value: dict, name: str) -> tuple[float, np.ndarray]:
+    """The row and the pixel centres of a flight a flyer is prepared with (``{"y": y, "x": [x0, ...]}``).
+
+    Raises
+    ------
+    ValueError
+        No finite y, no finite x, or pixels not equally spaced in one direction (``name`` says whose).
+    """
+    xs = np.asarray(value.get("x", ()), dtype=np.float64).reshape(-1)
+    if len(xs) == 0 or not np.all(np.isfinite(xs)) or not np.isfinite(value.get("y", np.nan)):
+        raise ValueError(f"{name}: a flight needs a finite y and at least one finite x, got {value!r}")
+    steps = np.diff(xs)
+    if len(steps) and (not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-12) or steps[0] == 0):
+        raise ValueError(f"{name}: the pixels of a flight must be equally spaced in one direction")
+    return float(value["y"]), xs
 
 
 class MCS(Device):
@@ -131,13 +148,8 @@ class MCSFlyer(Device):
 
     def prepare(self, value: dict) -> Status:
         """Set the next flight (see the class docstring)."""
-        xs = np.asarray(value.get("x", ()), dtype=np.float64).reshape(-1)
-        if len(xs) == 0 or not np.all(np.isfinite(xs)) or not np.isfinite(value.get("y", np.nan)):
-            raise ValueError(f"{self.name}: a flight needs a finite y and at least one finite x, got {value!r}")
-        steps = np.diff(xs)
-        if len(steps) and (not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-12) or steps[0] == 0):
-            raise ValueError(f"{self.name}: the pixels of a flight must be equally spaced in one direction")
-        self._next = {"y": float(value["y"]), "x": xs, "tags": dict(value.get("tags", {}))}
+        y, xs = read_flight(value, self.name)
+        self._next = {"y": y, "x": xs, "tags": dict(value.get("tags", {}))}
         status = Status()
         status.set_finished()
         return status

@@ -19,6 +19,8 @@ import numpy as np
 from ophyd import Device
 from ophyd.status import Status
 
+from devices.flyer import read_flight
+
 __all__ = ["SimulatedFlyer"]
 
 # points per pixel at which the swept stretch is sampled
@@ -68,16 +70,11 @@ class SimulatedFlyer(Device):
         """Set the next flight (see the class docstring)."""
         if self.timing is None:
             raise RuntimeError(f"{self.name}: the microscope has no timing model; make it with timing=StageTiming(...)")
-        xs = np.asarray(value.get("x", ()), dtype=np.float64).reshape(-1)
-        if len(xs) == 0 or not np.all(np.isfinite(xs)) or not np.isfinite(value.get("y", np.nan)):
-            raise ValueError(f"{self.name}: a flight needs a finite y and at least one finite x, got {value!r}")
-        steps = np.diff(xs)
-        if len(steps) and (not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-12) or steps[0] == 0):
-            raise ValueError(f"{self.name}: the pixels of a flight must be equally spaced in one direction")
+        y, xs = read_flight(value, self.name)
         tags = {"sampler_batch": 0, "sampler_probe": False, **value.get("tags", {})}
         if set(tags) - set(self._tag_keys):
             raise ValueError(f"{self.name}: unknown tags {sorted(set(tags) - set(self._tag_keys))}")
-        self._next = {"y": float(value["y"]), "x": xs, "tags": tags}
+        self._next = {"y": y, "x": xs, "tags": tags}
         return _done()
 
     def kickoff(self) -> Status:

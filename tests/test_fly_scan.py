@@ -274,3 +274,21 @@ def test_a_flyer_that_raises_ends_the_run_as_failed_and_keeps_the_lines_flown(bl
     assert stop["exit_status"] == "fail" and "position trigger lost" in stop["reason"]
     data = read_scan(catalog.client[stop["run_start"]])
     assert len(data.points) == len(_pixels(scope.det.exposures_)) > 0  # the two lines flown are stored
+
+
+@pytest.mark.parametrize("flight, message", [
+    ({"y": 1.0, "x": []}, "a flight needs a finite y and at least one finite x"),
+    ({"y": float("nan"), "x": [0.0, 1.0]}, "a flight needs a finite y"),
+    ({"y": 1.0, "x": [0.0, 1.0, 3.0]}, "equally spaced in one direction"),
+    ({"y": 1.0, "x": [2.0, 2.0]}, "equally spaced in one direction"),
+])
+def test_both_flyers_refuse_a_flight_that_cannot_be_flown(blobs, flight, message):
+    from devices import MCSFlyer, ScanStage
+
+    scope = SimulatedMicroscope(blobs, name="sim", timing=TIMING)
+    stage = ScanStage("nowhere:", y_pv="m2", x_pv="m1", name="stage")
+    epics_flyer = MCSFlyer("nowhere:mcs:", x_motor=stage.x, y_motor=stage.y, timing=TIMING, name="mcs")
+    for flyer in (scope.flyer, epics_flyer):
+        with pytest.raises(ValueError, match=message):
+            flyer.prepare(flight)
+    assert scope.flyer.prepare({"y": 1.0, "x": [3.0, 2.0, 1.0]}).done  # a row flown backwards is fine
