@@ -105,6 +105,8 @@ class MCSFlyer(Device):
         MCS channels of the signal and of the fast axis's position (an encoder, mean per bin).
     timeout : float
         Seconds a Channel Access operation, and the slack of a flight beyond its expected time.
+    max_bins : int
+        Bins the MCS holds (its database's ``NCHAN``; an SIS3820's is usually 2048 to 16384).
     retry_for : float
         Seconds to keep trying, in the background, to put the motor's speed back where a flight could
         not (its IOC gone): an IOC that comes back, with the fly speed autosaved, gets its speed back.
@@ -126,7 +128,7 @@ class MCSFlyer(Device):
     mcs = FCpt(MCS, "{_mcs_prefix}", kind=Kind.omitted)
 
     def __init__(self, mcs_prefix: str, *, x_motor, y_motor, timing, signal_channel: int = 2, x_channel: int = 3,
-                 timeout: float = 10.0, retry_for: float = 3600.0, name: str, **kwargs):
+                 timeout: float = 10.0, retry_for: float = 3600.0, max_bins: int = 16384, name: str, **kwargs):
         if signal_channel not in (1, 2, 3, 4) or x_channel not in (1, 2, 3, 4) or signal_channel == x_channel:
             raise ValueError(f"signal_channel and x_channel must be two of the MCS channels 1-4, got "
                              f"{signal_channel} and {x_channel}")
@@ -137,6 +139,7 @@ class MCSFlyer(Device):
         self.signal_channel, self.x_channel = int(signal_channel), int(x_channel)
         self.timeout = float(timeout)
         self.retry_for = float(retry_for)
+        self.max_bins = int(max_bins)
         self.flights_ = 0
         self.velocity_restored_ = None  # after each flight: whether the motor's speed was put back
         self.flying_ = False  # whether the MCS is counting a line now
@@ -208,7 +211,7 @@ class MCSFlyer(Device):
             # a lone pixel is one bin at rest; a line's bins run from the run-up until the motor has arrived and
             # one more bin has ended (`_stop_after`): bins for the flight and two seconds more, however late the
             # motor starts after the MCS on a loaded machine
-            bins = min(int(math.ceil((flight_time + 2.0) / pixel_time)), 16384) if n > 1 else 1
+            bins = min(int(math.ceil((flight_time + 2.0) / pixel_time)), self.max_bins) if n > 1 else 1
             mcs.bins.put(bins, wait=True, timeout=t)
             if n > 1:
                 motor.velocity.put(speed, wait=True, timeout=t)
