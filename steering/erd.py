@@ -76,7 +76,7 @@ class ERDNet(nn.Module):
         return self.mlp((x - self.feature_mean) / self.feature_std).squeeze(-1)
 
     @torch.no_grad()
-    def predict_erd(self, features: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
+    def predict_erd(self, features: np.ndarray, chunk: int = 1 << 13) -> np.ndarray:
         """ERD (``exp`` of the network output) of each row of an (n, n_features) feature matrix."""
         out = np.empty(len(features), dtype=np.float32)
         for i in range(0, len(features), chunk):

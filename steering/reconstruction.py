@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
+from .lattice import LatticeTriangulation, product_lattice
+
 __all__ = ["triangulate", "interpolate_linear", "reconstruct_linear", "reconstruct_idw", "mirror_for_thin_grid"]
 
 
@@ -30,17 +32,27 @@ def mirror_for_thin_grid(points: np.ndarray, values: np.ndarray, shape: tuple[in
     return np.vstack([points, up, down]), np.concatenate([values, values, values])
 
 
-def triangulate(points: np.ndarray) -> Delaunay | None:
-    """Delaunay triangulation of (row, col) points, or None where none exists (< 3 or collinear)."""
+def triangulate(points: np.ndarray) -> Delaunay | LatticeTriangulation | None:
+    """Delaunay triangulation of distinct (row, col) points, or None where none exists (< 3 or collinear).
+
+    A product lattice (every pair of a set of rows and a set of columns, as a coarse raster measures)
+    gets a `LatticeTriangulation`, built by arithmetic; other point sets Qhull's.
+    """
     if len(points) < 3:
         return None
+    points = np.asarray(points, dtype=np.float64)
+    lattice = product_lattice(points)
+    if lattice is not None:
+        return LatticeTriangulation(points, lattice)
     try:
-        return Delaunay(np.asarray(points, dtype=np.float64))
+        return Delaunay(points)
     except (QhullError, ValueError):
         return None
 
 
-def interpolate_linear(tri: Delaunay, values: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def interpolate_linear(
+    tri: Delaunay | LatticeTriangulation, values: np.ndarray, queries: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Piecewise-linear interpolation on a triangulation.
 
     Returns
@@ -50,6 +62,8 @@ def interpolate_linear(tri: Delaunay, values: np.ndarray, queries: np.ndarray) -
     simplex : (Q,) int array
         Containing triangle of each query, -1 outside the hull.
     """
+    if isinstance(tri, LatticeTriangulation):
+        return tri.interpolate(values, queries)
     q = np.asarray(queries, dtype=np.float64)
     simplex = tri.find_simplex(q)
     inside = simplex >= 0
