@@ -26,6 +26,9 @@ __all__ = ["fly_raster", "coarse_raster", "raster_time", "raster_positions", "fu
 
 #: Lengths of the candidate segments, as fractions of a row.
 SEGMENT_LENGTHS = (0.125, 0.25, 0.5, 1.0)
+# Pixels per part of the raster's tail: the maps are built in as many stages as the tail has parts, one
+# while each part is flown, so that no decision builds more than about this many pixels' maps (~0.3 s).
+_TAIL_PART_PIXELS = 1 << 18
 
 
 def _serpentine(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -146,6 +149,9 @@ class FlyPlanner:
         Share of the raster's time asked for as a batch of its own, after the rest: while it is
         flown, the maps can be built from the rest and the first segments chosen (a pipelined plan
         asks ahead), so that building them costs no beam time.
+    tail_parts : int, optional
+        Batches the tail is asked in (at most one per line), so that a large grid's maps can be
+        built in stages, one while each is flown. Default: one per 2**18 pixels of the grid.
 
     Attributes
     ----------
@@ -153,18 +159,23 @@ class FlyPlanner:
         Seconds of the routes handed out so far (the timing model's figure).
     column_steps_ : tuple of int
         Column steps a segment may be flown at: 1, and the raster's once it is chosen.
+    raster_batches_ : int
+        Batches the raster is asked in: the lines before the tail, then each part of the tail.
     """
 
     def __init__(self, shape: tuple[int, int], timing: StageTiming, budget: float, *, raster_share: float = 0.9,
-                 segments_per_batch: int = 4, raster_tail: float = 0.03):
+                 segments_per_batch: int = 4, raster_tail: float = 0.03, tail_parts: int | None = None):
         self.shape = shape
         self.timing = timing
         self.budget = float(budget)
         self.raster_share = float(raster_share)
         self.segments_per_batch = int(segments_per_batch)
         self.raster_tail = float(raster_tail)
+        self.tail_parts = (-(-shape[0] * shape[1] // _TAIL_PART_PIXELS) if tail_parts is None
+                           else max(1, int(tail_parts)))
         self.planned_ = 0.0
-        self._tail_start: int | None = None
+        self._batch_starts: np.ndarray = np.zeros(0, np.int64)
+        self.raster_batches_ = 1
         self.column_steps_: tuple[int, ...] = (1,)
 
     def initial(self) -> np.ndarray:
@@ -178,19 +189,28 @@ class FlyPlanner:
         step = int(abs(pts[1, 1] - pts[0, 1])) if len(pts) > 1 and pts[1, 0] == pts[0, 0] else 1
         self.column_steps_ = (1,) if step <= 1 else (1, step)
         flat = pts[:, 0] * self.shape[1] + pts[:, 1]
-        # the tail: the last lines, from the first whose start leaves at most raster_tail of the time
-        self._tail_start = None
+        # the tail: the last lines, from the first whose start leaves at most raster_tail of the time,
+        # in up to tail_parts batches of whole lines
+        self._batch_starts = np.zeros(0, np.int64)
         if len(runs) > 1 and self.raster_tail > 0:
-            late = [a for (a, _), before in zip(runs[1:], ends[:-1], strict=True)
-                    if before >= (1 - self.raster_tail) * ends[-1]]
-            self._tail_start = int(flat[late[0] if late else runs[-1][0]])
+            late = [i + 1 for i, before in enumerate(ends[:-1]) if before >= (1 - self.raster_tail) * ends[-1]]
+            first = late[0] if late else len(runs) - 1
+            # a row may be flown as more than one run (the last column, off the raster's step, is one)
+            starts = [a for i, (a, _) in enumerate(runs[first:], first) if i == first or pts[a, 0] != pts[a - 1, 0]]
+            parts = np.array_split(np.array(starts), min(len(starts), self.tail_parts))
+            self._batch_starts = flat[[part[0] for part in parts]]
+        self.raster_batches_ = 1 + len(self._batch_starts)
         return flat
 
     def raster_batch(self, queue: np.ndarray) -> np.ndarray:
         """What to ask for now of the raster's ``queue`` (flat indices not yet asked for, in flying
-        order): the lines before the tail while they are all left, then the rest."""
-        at = np.flatnonzero(queue == self._tail_start)
-        return queue[:at[0]] if len(at) and at[0] > 0 else queue
+        order): the lines before the tail while they are all left, then the tail's parts one by one."""
+        at = np.flatnonzero(np.isin(queue[1:], self._batch_starts))
+        return queue[:at[0] + 1] if len(at) else queue
+
+    def raster_batches_in(self, queue: np.ndarray) -> int:
+        """How many batches `raster_batch` makes of ``queue``."""
+        return 0 if len(queue) == 0 else 1 + int(np.isin(queue[1:], self._batch_starts).sum())
 
     def next_batch(self, erd: np.ndarray, distance: np.ndarray, candidates: np.ndarray, start=None,
                    spent: float | None = None, pending: np.ndarray | None = None) -> np.ndarray:
@@ -220,8 +240,9 @@ class FlyPlanner:
             gain[distance_transform_edt(~pending) < distance] = 0.0
         here = np.asarray(start if start is not None else (0, 0), dtype=np.float64)
         segments = []
+        sums = {step: self._window_sums(gain, candidates, distance, step) for step in self.column_steps_}
         for _ in range(self.segments_per_batch):
-            best = self._best_segment(gain, candidates, here, distance)
+            best = self._best_segment(sums, here)
             if best is None:
                 break
             row, a, b, step = best
@@ -236,27 +257,38 @@ class FlyPlanner:
             segments.append(seg)
             here = seg[-1].astype(np.float64)
             reach = int(np.ceil(float(np.mean(distance[row, a:b]))))
-            gain[max(0, row - reach):row + reach + 1, a:b] = 0.0
+            near = slice(max(0, row - reach), row + reach + 1)
+            gain[near, a:b] = 0.0
             candidates = candidates.copy()
             candidates[row, cols] = False
+            for step, (cs, cn) in sums.items():
+                cs[near], cn[near] = self._window_sums(gain[near], candidates[near], distance[near], step)
         if not segments:
             return np.zeros(0, np.int64)
         pts = np.vstack(segments)
         return pts[:, 0] * W + pts[:, 1]
 
-    def _best_segment(self, gain: np.ndarray, candidates: np.ndarray, here: np.ndarray, distance: np.ndarray):
-        """(row, start, stop) of the window with the most ERD per second, or None."""
+    @staticmethod
+    def _window_sums(gain: np.ndarray, candidates: np.ndarray, distance: np.ndarray, step: int):
+        """Per row, cumulative sums (a leading 0 column) of the gain and of the candidates flown at column ``step``."""
+        H, W = gain.shape
+        on = np.arange(W) % step == 0
+        # a pixel's ERD assumes its neighbours stay unmeasured: pixels flown ``step`` apart share what a
+        # measurement at ``distance`` from the nearest one would reveal, in proportion step / distance
+        shared = np.minimum(1.0, step / np.maximum(distance, 1.0))
+        cs = np.concatenate([np.zeros((H, 1)), np.cumsum(gain * shared * on, axis=1)], axis=1)
+        cn = np.concatenate([np.zeros((H, 1)), np.cumsum(candidates & on, axis=1)], axis=1)
+        return cs, cn
+
+    def _best_segment(self, sums: dict, here: np.ndarray):
+        """(row, start, stop, step) of the window with the most ERD per second, or None; ``sums`` holds
+        `_window_sums` per column step."""
         H, W = self.shape
         t = self.timing
         rows = np.arange(H)[:, None]
         best, best_score = None, 0.0
         for step in self.column_steps_:
-            on = np.arange(W) % step == 0
-            # a pixel's ERD assumes its neighbours stay unmeasured: pixels flown ``step`` apart share what a
-            # measurement at ``distance`` from the nearest one would reveal, in proportion step / distance
-            shared = np.minimum(1.0, step / np.maximum(distance, 1.0))
-            cs = np.concatenate([np.zeros((H, 1)), np.cumsum(gain * shared * on, axis=1)], axis=1)
-            cn = np.concatenate([np.zeros((H, 1)), np.cumsum(candidates & on, axis=1)], axis=1)
+            cs, cn = sums[step]
             for share in SEGMENT_LENGTHS:
                 n = max(2, min(W, int(round(share * W))))
                 starts = np.arange(0, W - n + 1, max(1, n // 4))
@@ -270,4 +302,3 @@ class FlyPlanner:
                     best_score = float(score[i])
                     best = (int(i[0]), int(starts[i[1]]), int(starts[i[1]] + n), step)
         return best
-

@@ -2,7 +2,8 @@
 
 `SamplingMaps` holds the measured values and, for every pixel of the grid, the Delaunay-linear
 reconstruction, the distance to the nearest measurement and the ERD the network predicts. After
-the initial pattern the maps are built once for the whole grid; after that each `SamplingMaps.add`
+the initial pattern the maps are built once for the whole grid (in one piece, or in stages spread
+over several decisions: `SamplingMaps.begin_build`); after that each `SamplingMaps.add`
 refreshes them only in windows around the new points (the Delaunay triangles that a new point
 changes lie within about twice the local sampling distance of it), which keeps a decision cheap on
 large grids and memory linear in the number of pixels.
@@ -59,6 +60,9 @@ class SamplingMaps:
         the 1st percentile in units of it: the units of the network's features.
     ready : bool
         Whether the maps have been built.
+    late : int array
+        Flat indices measured while a staged build was under way: measured, but the maps around them
+        (and their own reconstruction and ERD) are as predicted before; the next `add` refreshes them.
     """
 
     def __init__(self, shape: tuple[int, int], model):
@@ -76,6 +80,10 @@ class SamplingMaps:
         self.scale = 1.0
         self.offset = 0.0
         self.ready = False
+        self.late = np.zeros(0, np.int64)
+        self._staged: dict | None = None
+        self._staged_change = 0.0
+        self._building_from = 0
 
     @property
     def measured_flat(self) -> np.ndarray:
@@ -85,7 +93,9 @@ class SamplingMaps:
     def reconstruction(self) -> np.ndarray:
         """A copy of the reconstruction; before `build`, one computed from the values so far (NaN without any)."""
         if self.ready:
-            return self.recon.copy()
+            out = self.recon.copy()
+            out.ravel()[self.late] = self.values.ravel()[self.late]
+            return out
         if self.n_measured == 0:
             return np.full(self.shape, np.nan)
         flat = self.measured_flat
@@ -102,12 +112,34 @@ class SamplingMaps:
         self.measured.ravel()[flat] = True
         self.order.append(flat)
         self.n_measured += len(flat)
-        return self._update(flat) if self.ready else 0.0
+        if not self.ready:
+            return 0.0
+        if len(self.late):
+            flat, self.late = np.concatenate([self.late, flat]), np.zeros(0, np.int64)
+        return self._update(flat)
 
     def build(self) -> float:
-        """Build the maps for the whole grid from all measurements; return the change (see `add`)."""
-        if self.n_measured == 0:
+        """Build the maps for the whole grid from all measurements; return the change (see `add`).
+
+        Where `begin_build` has started a staged build, this finishes it instead.
+        """
+        if self._staged is None and self.n_measured == 0:
             return 0.0
+        if self._staged is None:
+            self.begin_build(1)
+        while not self.build_step():
+            pass
+        return self._staged_change
+
+    def begin_build(self, stages: int) -> None:
+        """Start building the maps from the measurements so far, in ``stages`` calls of `build_step`.
+
+        A large grid's build can so be spread over several decisions. The build uses the measurements
+        of this moment; values added before it ends are kept aside (`late`) and refreshed around,
+        with the next `add`'s, by that `add`.
+        """
+        if self.n_measured == 0:
+            raise ValueError("the maps cannot be built before anything is measured")
         if not self.ready:
             vals = self.values.ravel()[self.measured_flat]
             lo, hi = np.percentile(vals, [1, 99])
@@ -117,11 +149,37 @@ class SamplingMaps:
         dist, (ir, ic) = distance_transform_edt(~self.measured, return_indices=True)
         self.distance[:] = dist
         self.nearest[:] = ir * self.shape[1] + ic
-        change = self._refresh(np.flatnonzero(~self.measured), np.flatnonzero(self.measured), local=False)
-        self.recon.ravel()[self.measured.ravel()] = self.values.ravel()[self.measured.ravel()]
-        self.erd[self.measured] = 0.0
+        points = np.flatnonzero(self.measured)
+        query = np.flatnonzero(~self.measured)
+        self._staged = {"points": points, "geometry": self._geometry(points),
+                        "parts": np.array_split(query, max(1, int(stages)))}
+        self._staged_change = 0.0
+        self._building_from = self.n_measured
+
+    def build_step(self) -> bool:
+        """Do the next stage of the build `begin_build` started; return whether the maps are built."""
+        staged = self._staged
+        if staged is None:
+            return self.ready
+        if staged["parts"]:
+            self._staged_change += self._refresh(staged["parts"].pop(0), staged["points"], local=False,
+                                                 geometry=staged["geometry"])
+        if staged["parts"]:
+            return False
+        built = np.zeros(self.measured.size, bool)
+        built[staged["points"]] = True
+        self.recon.ravel()[built] = self.values.ravel()[built]
+        self.erd.ravel()[built] = 0.0
+        late = self.measured_flat[self._building_from:]
+        self.late = np.concatenate([self.late, late]) if len(late) else self.late
+        self._staged = None
         self.ready = True
-        return change
+        return True
+
+    @property
+    def building(self) -> bool:
+        """Whether a staged build is under way."""
+        return self._staged is not None
 
     def features_at(self, query: np.ndarray) -> np.ndarray:
         """Feature matrix of unmeasured pixels ``query`` (flat indices), from all measurements."""
@@ -149,11 +207,11 @@ class SamplingMaps:
         self.erd.ravel()[new] = 0.0
         return self._refresh(np.flatnonzero(inner & ~self.measured), np.flatnonzero(outer & self.measured), local=True)
 
-    def _refresh(self, query: np.ndarray, points: np.ndarray, *, local: bool) -> float:
+    def _refresh(self, query: np.ndarray, points: np.ndarray, *, local: bool, geometry=None) -> float:
         """Recompute reconstruction, (local: distance) and ERD at unmeasured pixels ``query``."""
         if len(query) == 0:
             return 0.0
-        recon, feats = self._reconstruct_and_featurise(query, points, update_distance=local)
+        recon, feats = self._reconstruct_and_featurise(query, points, update_distance=local, geometry=geometry)
         change = 0.0
         if self.ready:
             moved = np.abs(recon - self.recon.ravel()[query] / self.scale)
@@ -162,27 +220,32 @@ class SamplingMaps:
         self.erd.ravel()[query] = self.model.predict_erd(feats)
         return change
 
-    def _reconstruct_and_featurise(self, query, points, *, update_distance: bool):
+    def _geometry(self, points: np.ndarray):
+        """Triangulation of measured ``points`` (flat indices), its vertex values (scaled) and triangle features."""
+        pts = np.stack(np.divmod(points, self.shape[1]), axis=1).astype(np.float64)
+        mp, mv = mirror_for_thin_grid(pts, self.values.ravel()[points] / self.scale, self.shape)
+        tri = triangulate(mp)
+        return tri, mv, (None if tri is None else triangle_features(tri, mv))
+
+    def _reconstruct_and_featurise(self, query, points, *, update_distance: bool, geometry=None):
         """Linear reconstruction (in scaled units) and features at ``query`` from measured ``points``.
 
         With ``update_distance`` the distance and nearest-measurement maps at ``query`` are first
         recomputed from ``points`` (which must include every measurement near the query pixels).
+        ``geometry``: `_geometry` of ``points``, where the caller has it.
         """
         W = self.shape[1]
-        pts = np.stack(np.divmod(points, W), axis=1).astype(np.float64)
-        vals = self.values.ravel()[points] / self.scale
         q = np.stack(np.divmod(query, W), axis=1).astype(np.float64)
         if update_distance:
+            pts = np.stack(np.divmod(points, W), axis=1).astype(np.float64)
             d, i = cKDTree(pts).query(q)
             self.distance.ravel()[query] = d
             self.nearest.ravel()[query] = points[i]
-        mp, mv = mirror_for_thin_grid(pts, vals, self.shape)
-        tri = triangulate(mp)
+        tri, mv, tri_feats = self._geometry(points) if geometry is None else geometry
         if tri is not None:
             recon, simplex = interpolate_linear(tri, mv, q)
-            tri_feats = triangle_features(tri, mv)
         else:
-            recon, simplex, tri_feats = np.full(len(q), np.nan), np.full(len(q), -1), None
+            recon, simplex = np.full(len(q), np.nan), np.full(len(q), -1)
         nearest_val = self.values.ravel()[self.nearest.ravel()[query]] / self.scale
         outside = ~np.isfinite(recon)
         recon[outside] = nearest_val[outside]

@@ -405,12 +405,18 @@ class Sampler:
                 self._initial_queue = np.zeros(0, np.int64)
                 self._build()
             return
-        rows, cols = np.divmod(flat[probed], self.shape[1])
+        judged, judged_vals, judged_probes = flat, vals, probed
+        if len(maps.late):  # measured while the maps were built in stages: judged now, by the maps' prediction
+            judged = np.concatenate([maps.late, flat])
+            judged_vals = np.concatenate([maps.values.ravel()[maps.late], vals])
+            judged_probes = np.concatenate([np.zeros(len(maps.late), bool), probed])
+        rows, cols = np.divmod(judged[judged_probes], self.shape[1])
         surprise = self._signals.record_errors(
-            maps.recon.ravel()[flat], vals, maps.erd.ravel()[flat], scale=maps.scale, n_before=maps.n_measured,
-            probe_var=local_variance(maps.recon, rows, cols), probed=probed)
+            maps.recon.ravel()[judged], judged_vals, maps.erd.ravel()[judged], scale=maps.scale,
+            n_before=maps.n_measured - len(maps.late), probe_var=local_variance(maps.recon, rows, cols),
+            probed=judged_probes)
         change = maps.add(flat, vals)
-        self._signals.record_change(surprise + change, len(flat))
+        self._signals.record_change(surprise + change, len(judged))
 
     def _build(self) -> None:
         self._maps.build()
@@ -437,14 +443,25 @@ class Sampler:
                 return None
             self._build()
             return self._ask_next(n or self.batch_size_, start)
-        queue = queue if self.fly_ is None else self.fly_.raster_batch(queue)
-        return queue if n is None else queue[:n]
+        if self.fly_ is None:
+            return queue if n is None else queue[:n]
+        batch = self.fly_.raster_batch(queue)
+        if self.n_measured and self._pending.any() and not self._maps.ready:
+            # asked ahead while a part of the raster is flown: one stage of the maps' build, the last
+            # with the first segments once the raster is all asked for
+            if not self._maps.building:
+                self._maps.begin_build(self.fly_.raster_batches_in(queue) + 1)
+            self._maps.build_step()
+        return batch
 
     def _ask_next(self, n: int, start) -> np.ndarray:
         cand_mask = ~(self._maps.measured | self._pending | self._excluded)
         if self.fly_ is not None:
+            # measured but not yet in the maps (the tail of a build in stages) counts as pending
+            informing = self._pending.copy()
+            informing.ravel()[self._maps.late] = True
             flat = self.fly_.next_batch(self._maps.erd, self._maps.distance, cand_mask, start,
-                                        self._signals.beam_time, self._pending)
+                                        self._signals.beam_time, informing)
             if len(flat) == 0 and not self._pending.any():
                 self._stop_reason = (f"beam time budget planned: {self.fly_.planned_:.1f} s of "
                                      f"{self.fly_.budget:.1f} s at fraction {self.fraction:.4f}")

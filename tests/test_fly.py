@@ -118,11 +118,12 @@ def test_the_benchmark_reports_fly_decisions_in_a_pipelined_plans_order():
     assert n >= 3 and len(speed["ask_next_s"]) == len(speed["flight_s"]) == len(speed["points"]) == n
     shape, timing = (96, 96), SCENARIOS["fast"]
     raster = fly_raster(shape, timing, 0.9 * 0.1 * full_raster_time(shape, timing))
+    assert speed["raster_batches"] == 2
     assert speed["points"][0] + speed["points"][1] == len(raster)  # the raster, then its tail
     tail = raster[-speed["points"][1]:]
     assert speed["flight_s"][1] <= 0.03 * sum(speed["flight_s"][:2]) or len(flown_runs(tail)) == 1
     text = format_fly_decision_times(speed)
-    assert "The stage waits for: the first ask" in text and "the ask that builds the maps" in text
+    assert "The stage waits for: the first ask" in text and "the asks that build the maps in 1 stage(s)" in text
 
 
 def test_fly_mode_asks_for_flown_lines_within_its_beam_time(blobs):
@@ -225,3 +226,46 @@ def test_a_failed_pixel_of_the_raster_stays_a_candidate_and_nothing_is_asked_twi
         s.tell(asked[-1], blobs[asked[-1][:, 0], asked[-1][:, 1]])
         asked.append(s.ask())
     assert len(asked[0]) > 0 and len(asked[-1]) == 0 and s.done  # segments after the raster, then the end
+
+
+def _pipelined_fly_scan(truth, *, tail_parts, raster_tail=0.3, pipelined=True):
+    """A fly-mode scan asked ahead (each batch asked for while the one before is flown), or not."""
+    s = Sampler(truth.shape, timing=FAST, scan_mode="fly", seed=0,
+                stop=StopCriteria(max_fraction=None, max_beam_time=0.25 * full_raster_time(truth.shape, FAST)))
+    s.fly_.raster_tail, s.fly_.tail_parts = raster_tail, tail_parts
+    batches, building = [s.ask()], []
+    while len(batches[-1]):
+        p = batches[-1]
+        if pipelined:
+            batches.append(s.ask(start=p[-1]))
+            building.append(s._maps.building)
+            s.tell(p, truth[p[:, 0], p[:, 1]])
+        else:
+            s.tell(p, truth[p[:, 0], p[:, 1]])
+            batches.append(s.ask(start=p[-1]))
+    return s, batches, building
+
+
+def test_a_large_grids_maps_are_built_in_stages_one_while_each_part_of_the_tail_is_flown(blobs):
+    staged, batches, building = _pipelined_fly_scan(blobs, tail_parts=3)
+    whole, batches_whole, _ = _pipelined_fly_scan(blobs, tail_parts=1)
+    assert staged.fly_.raster_batches_ == 4 and whole.fly_.raster_batches_ == 2
+    raster = np.vstack(batches[:4])
+    np.testing.assert_array_equal(raster, np.vstack(batches_whole[:2]))  # the same raster, in 3 + 1 batches
+    rows = [np.unique(b[:, 0]) for b in batches[1:4]]
+    assert all(len(r) >= 1 for r in rows) and not set(rows[0]) & set(rows[1])  # whole rows per part
+    # asked while the raster's first lines fly: nothing measured; while parts 1 and 2 fly: a stage each,
+    # the build still under way; while the last part flies: the last stage, then the first segments
+    assert building[:4] == [False, True, True, False]
+    # the scan is the one a build in one piece gives: the same points, the same image
+    np.testing.assert_array_equal(np.vstack(batches), np.vstack(batches_whole))
+    np.testing.assert_array_equal(staged.reconstruction, whole.reconstruction)
+    assert [h["n_measured"] for h in staged.history_] == [h["n_measured"] for h in whole.history_]
+    for key in ("prediction_error", "erd_total", "recon_change"):  # the tail judged as one batch, as before
+        np.testing.assert_allclose([h.get(key, 0.0) for h in staged.history_],
+                                   [h.get(key, 0.0) for h in whole.history_], rtol=1e-9)
+    # a plan that tells before it asks builds the maps in one piece once the raster is in
+    told_first, batches_told_first, _ = _pipelined_fly_scan(blobs, tail_parts=3, pipelined=False)
+    np.testing.assert_array_equal(np.vstack(batches_told_first[:4]), raster)
+    print(f"\n64x64, raster in 1 + 3 batches ({[len(b) for b in batches[:4]]} pixels): the maps built in 3 stages; "
+          f"{len(np.vstack(batches))} pixels, as with the build in one piece")

@@ -156,8 +156,9 @@ def fly_decision_times(side: int = 1024, *, budget: float = 0.1, batches: int = 
     Returns
     -------
     dict
-        ``first_ask_s``; per batch ``points``, ``flight_s``, ``ask_next_s`` (hidden) and ``tell_s``
-        (not); the batches are the raster, its tail (while which the maps are built), then segments.
+        ``first_ask_s``; ``raster_batches`` (the raster's first lines, then the parts of its tail, while
+        each of which a stage of the maps' build is done); per batch ``points``, ``flight_s``,
+        ``ask_next_s`` (hidden) and ``tell_s`` (not), for the raster's batches and ``batches`` of segments.
     """
     import time
 
@@ -169,10 +170,10 @@ def fly_decision_times(side: int = 1024, *, budget: float = 0.1, batches: int = 
                 stop=StopCriteria(max_fraction=None, max_beam_time=budget * full_raster_time(truth.shape, timing)))
     t0 = time.perf_counter()
     p = s.ask()
-    out = {"shape": [side, side], "first_ask_s": time.perf_counter() - t0, "points": [], "flight_s": [],
-           "ask_next_s": [], "tell_s": []}
+    out = {"shape": [side, side], "first_ask_s": time.perf_counter() - t0, "raster_batches": s.fly_.raster_batches_,
+           "points": [], "flight_s": [], "ask_next_s": [], "tell_s": []}
     here = None
-    for _ in range(batches):
+    for _ in range(s.fly_.raster_batches_ + batches):
         if not len(p):
             break
         t0 = time.perf_counter()
@@ -189,15 +190,22 @@ def fly_decision_times(side: int = 1024, *, budget: float = 0.1, batches: int = 
 
 def format_fly_decision_times(speed: dict) -> str:
     """One paragraph of `fly_decision_times`: what the stage waits for, and what is hidden behind what."""
-    if len(speed["tell_s"]) < 3:
+    k = speed["raster_batches"]
+    if len(speed["tell_s"]) < max(k, 2) + 1:
         return f"Fly-mode decisions: too few batches to report ({len(speed['tell_s'])})."
     exposed = [speed["first_ask_s"], *speed["tell_s"]]
+    building = speed["ask_next_s"][1:max(k, 2)]  # asked while the tail's parts fly
+    segments = speed["ask_next_s"][len(building) + 1:]
     ms = lambda seconds: f"{1e3 * seconds:.0f} ms"
     return (f"Fly-mode decisions on {speed['shape'][0]}x{speed['shape'][1]} (fast stage, 10% budget), in a "
             f"pipelined plan's order. The stage waits for: the first ask {ms(speed['first_ask_s'])} "
-            f"({speed['points'][0]} raster points), the tells after the raster {ms(speed['tell_s'][0])}, after "
-            f"its tail {ms(speed['tell_s'][1])}, after batches of segments {ms(np.median(speed['tell_s'][2:]))} "
-            f"(median); the most {ms(max(exposed))}. Hidden behind a flight: the ask that builds the maps "
-            f"{ms(speed['ask_next_s'][1])} behind the tail's {speed['flight_s'][1]:.1f} s ({speed['points'][1]} "
-            f"points), asks for segments {ms(np.median(speed['ask_next_s'][2:]))} (median) behind flights of "
-            f"{min(speed['flight_s'][2:]):.1f} s or more.")
+            f"({speed['points'][0]} raster points), the tells after the raster's {k} batch(es) "
+            f"{', '.join(ms(t) for t in speed['tell_s'][:k])}, after batches of segments "
+            f"{ms(np.median(speed['tell_s'][k:]))} (median); the most {ms(max(exposed))}. Hidden behind a "
+            f"flight: the asks that build the maps in {len(building)} stage(s), the last with the first segments, "
+            f"{', '.join(ms(t) for t in building)} (behind flights of "
+            f"{min(speed['flight_s'][1:1 + len(building)]):.1f} s or more), then the asks for segments "
+            f"{ms(np.median(segments))} (median; the most {ms(max(segments))}) behind flights of "
+            f"{min(speed['flight_s'][1 + len(building):]):.1f} s or more. The longest decision: "
+            f"{ms(max([*exposed, *speed['ask_next_s']]))}.")
+
