@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.spatial import Delaunay, QhullError, cKDTree
+from threadpoolctl import ThreadpoolController
 
 from .lattice import LatticeTriangulation, product_lattice
 
@@ -45,9 +46,24 @@ def triangulate(points: np.ndarray) -> Delaunay | LatticeTriangulation | None:
     if lattice is not None:
         return LatticeTriangulation(points, lattice)
     try:
-        return Delaunay(points)
+        tri = Delaunay(points)
     except (QhullError, ValueError):
         return None
+    # scipy computes the barycentric transforms (which find_simplex needs) with one small LAPACK solve
+    # per triangle; with BLAS threads on a busy machine each solve waits on them: 2-3 s instead of
+    # 0.15 s for 50k triangles. One thread gives the same numbers.
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        tri.transform  # noqa: B018  (computed and cached now)
+    return tri
+
+
+_BLAS: list[ThreadpoolController] = []  # made once, on first use: it inspects the loaded libraries
+
+
+def _blas_controller() -> ThreadpoolController:
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0]
 
 
 def interpolate_linear(
