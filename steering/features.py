@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import Delaunay
 
-__all__ = ["FEATURE_NAMES", "N_FEATURES", "triangle_features", "pixel_features"]
+__all__ = ["FEATURE_NAMES", "N_FEATURES", "triangle_geometry", "triangle_features", "pixel_features"]
 
 FEATURE_NAMES = (
     "log_distance",
@@ -32,7 +32,21 @@ N_FEATURES = len(FEATURE_NAMES)
 _EPS = 1e-3
 
 
-def triangle_features(tri: Delaunay, values: np.ndarray) -> np.ndarray:
+def triangle_geometry(tri: Delaunay) -> dict:
+    """The value-free part of `triangle_features`: edges, sizes and neighbours, shared by every channel."""
+    simp = tri.simplices
+    p = tri.points[simp]  # (t, 3, 2)
+    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    det = np.where(np.abs(det) < 1e-12, 1e-12, det)
+    edges = np.stack([e1, e2, p[:, 2] - p[:, 1]], axis=1)
+    nb = tri.neighbors
+    valid = nb >= 0
+    return {"e1": e1, "e2": e2, "det": det, "size": np.linalg.norm(edges, axis=2).max(axis=1),
+            "neighbours": np.maximum(nb, 0), "valid": valid, "n_valid": valid.sum(axis=1)}
+
+
+def triangle_features(tri: Delaunay, values: np.ndarray, geometry: dict | None = None) -> np.ndarray:
     """Per-triangle (size, vertex range, variation across, kink max, kink mean, and the largest vertex
     range and kink among the three neighbouring triangles).
 
@@ -42,35 +56,30 @@ def triangle_features(tri: Delaunay, values: np.ndarray) -> np.ndarray:
         Triangulation of measured (row, col) points.
     values : (n,) array
         Values at the points, already divided by the intensity scale.
+    geometry : dict, optional
+        `triangle_geometry` of ``tri``, where the caller has it (several channels share it).
 
     Returns
     -------
     (n_triangles, 7) float64 array
     """
-    simp = tri.simplices
-    p = tri.points[simp]  # (t, 3, 2)
-    v = values[simp]  # (t, 3)
-    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    geo = triangle_geometry(tri) if geometry is None else geometry
+    e1, e2, det, size = geo["e1"], geo["e2"], geo["det"], geo["size"]
+    nb, valid = geo["neighbours"], geo["valid"]
+    v = values[tri.simplices]  # (t, 3)
     dv = np.column_stack([v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]])
-    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    det = np.where(np.abs(det) < 1e-12, 1e-12, det)
     # Solve [e1; e2] g = dv for the plane gradient g.
     g = np.column_stack(
         [(dv[:, 0] * e2[:, 1] - dv[:, 1] * e1[:, 1]) / det, (e1[:, 0] * dv[:, 1] - e2[:, 0] * dv[:, 0]) / det]
     )
-    edges = np.stack([e1, e2, p[:, 2] - p[:, 1]], axis=1)
-    size = np.linalg.norm(edges, axis=2).max(axis=1)
     vrange = np.ptp(v, axis=1)
     variation = np.linalg.norm(g, axis=1) * size
-    nb = tri.neighbors
-    valid = nb >= 0
-    kink = np.linalg.norm(g[:, None, :] - g[np.maximum(nb, 0)], axis=2) * size[:, None]
+    kink = np.linalg.norm(g[:, None, :] - g[nb], axis=2) * size[:, None]
     kink = np.where(valid, kink, 0.0)
-    nvalid = valid.sum(axis=1)
     kmax = kink.max(axis=1)
-    kmean = kink.sum(axis=1) / np.maximum(nvalid, 1)
-    nb_range = np.where(valid, vrange[np.maximum(nb, 0)], 0.0).max(axis=1)
-    nb_kink = np.where(valid, kmax[np.maximum(nb, 0)], 0.0).max(axis=1)
+    kmean = kink.sum(axis=1) / np.maximum(geo["n_valid"], 1)
+    nb_range = np.where(valid, vrange[nb], 0.0).max(axis=1)
+    nb_kink = np.where(valid, kmax[nb], 0.0).max(axis=1)
     return np.column_stack([size, vrange, variation, kmax, kmean, nb_range, nb_kink])
 
 

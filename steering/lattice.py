@@ -96,10 +96,12 @@ class LatticeTriangulation:
         """Index of the triangle holding each (row, col) query, -1 outside the lattice's bounding box."""
         return self._locate(queries)
 
-    def interpolate(self, values: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def interpolate(self, values: np.ndarray, queries: np.ndarray, *,
+                    simplex: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Piecewise-linear interpolation of ``values`` (one per point) at ``queries``, as
-        `steering.reconstruction.interpolate_linear` returns it: (values, NaN outside; triangles, -1 outside)."""
-        simplex = self._locate(queries)
+        `steering.reconstruction.interpolate_linear` returns it: (values, NaN outside; triangles, -1 outside).
+        ``simplex``: `find_simplex` of the queries, where the caller has it."""
+        simplex = self._locate(queries) if simplex is None else simplex
         inside = np.flatnonzero(simplex >= 0)
         out = np.full(len(simplex), np.nan)
         if len(inside):

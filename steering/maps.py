@@ -1,7 +1,11 @@
 """What a scan knows of its image: the measurements and, at every pixel, the maps the sampler ranks by.
 
 `SamplingMaps` holds the measured values and, for every pixel of the grid, the Delaunay-linear
-reconstruction, the distance to the nearest measurement and the ERD the network predicts. After
+reconstruction, the distance to the nearest measurement and the ERD the network predicts. With
+several channels (element maps of one fluorescence spectrum, say) every channel has its own values,
+reconstruction, intensity scale and ERD (in units of its own scale squared), the geometry (which
+pixels are measured, the triangulation, the distances) is shared and computed once, and the ERD the
+sampler ranks by is the channels' ERDs combined by weights. After
 the initial pattern the maps are built once for the whole grid (in one piece, or in stages spread
 over several decisions: `SamplingMaps.begin_build`); after that each `SamplingMaps.add`
 refreshes them only in windows around the new points (the Delaunay triangles that a new point
@@ -12,12 +16,13 @@ large grids and memory linear in the number of pixels.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial import cKDTree
 
-from .features import pixel_features, triangle_features
+from .features import pixel_features, triangle_features, triangle_geometry
 from .reconstruction import interpolate_linear, mirror_for_thin_grid, reconstruct_linear, triangulate
 
 __all__ = ["SamplingMaps"]
@@ -31,7 +36,7 @@ _MARGIN_RADIUS = 2.0
 
 
 class SamplingMaps:
-    """Measurements of an H x W grid and the maps derived from them.
+    """Measurements of an H x W grid, in one or more channels, and the maps derived from them.
 
     Parameters
     ----------
@@ -39,25 +44,36 @@ class SamplingMaps:
         Grid shape.
     model : ERDNet
         The network that predicts the ERD from per-pixel features.
+    channels : int
+        Values per measured pixel.
+    weights : (channels,) array, optional
+        Weights of the channels' ERDs in the combined `erd` (normalised to sum 1); default equal.
 
     Attributes
     ----------
     measured : (H, W) bool array
         True where measured.
-    values : (H, W) float array
-        Measured values (NaN elsewhere).
+    values : (H, W) float array, or (C, H, W) with several channels
+        Measured values (NaN elsewhere). A channel a measurement did not give (NaN in it) holds the
+        channel's reconstruction there at the time (see `missing`).
+    missing : (C, H, W) bool array
+        Where a measured pixel's value in a channel was missing and stands in for it.
     order : list of int arrays
         Flat indices of the measured pixels, one array per `add`, in order.
     n_measured : int
-    recon : (H, W) float array
+    recon : (H, W) float array, or (C, H, W) with several channels
         Reconstruction (NaN until `build`).
     distance : (H, W) float32 array
         Distance to the nearest measured pixel (inf until `build`).
     erd : (H, W) float32 array
-        Predicted ERD; 0 at measured pixels and until `build`.
+        Predicted ERD (with several channels, their weighted sum); 0 at measured pixels and until `build`.
+    channel_erd : (C, H, W) float32 array
+        Each channel's predicted ERD, in units of that channel's scale squared.
+    scales, offsets : (C,) arrays
+        Per channel: the intensity scale (1st to 99th percentile spread of its values at the first
+        `build`) and the 1st percentile in units of it: the units of the network's features.
     scale, offset : float
-        Intensity scale (1st to 99th percentile spread of the values at the first `build`) and
-        the 1st percentile in units of it: the units of the network's features.
+        The first channel's.
     ready : bool
         Whether the maps have been built.
     late : int array
@@ -65,66 +81,118 @@ class SamplingMaps:
         (and their own reconstruction and ERD) are as predicted before; the next `add` refreshes them.
     """
 
-    def __init__(self, shape: tuple[int, int], model):
+    def __init__(self, shape: tuple[int, int], model, *, channels: int = 1, weights=None):
         H, W = shape
+        C = int(channels)
         self.shape = (H, W)
         self.model = model
+        self.channels = C
+        w = np.ones(C) if weights is None else np.asarray(weights, dtype=np.float64)
+        self.weights = w / w.sum()
         self.measured = np.zeros((H, W), bool)
-        self.values = np.full((H, W), np.nan)
+        self._values = np.full((C, H, W), np.nan)
+        self.missing = np.zeros((C, H, W), bool)
         self.order: list[np.ndarray] = []
         self.n_measured = 0
-        self.recon = np.full((H, W), np.nan)
+        self._recon = np.full((C, H, W), np.nan)
         self.distance = np.full((H, W), np.inf, dtype=np.float32)
         self.nearest = np.full((H, W), -1, dtype=np.int64)
-        self.erd = np.zeros((H, W), dtype=np.float32)
-        self.scale = 1.0
-        self.offset = 0.0
+        self.channel_erd = np.zeros((C, H, W), dtype=np.float32)
+        self.erd = self.channel_erd[0] if C == 1 else np.zeros((H, W), dtype=np.float32)
+        self.values = self._values[0] if C == 1 else self._values
+        self.recon = self._recon[0] if C == 1 else self._recon
+        self.scales = np.ones(C)
+        self.offsets = np.zeros(C)
         self.ready = False
         self.late = np.zeros(0, np.int64)
         self._staged: dict | None = None
-        self._staged_change = 0.0
+        self._staged_change = np.zeros(C)
         self._building_from = 0
+
+    @property
+    def scale(self) -> float:
+        """The first channel's intensity scale."""
+        return float(self.scales[0])
+
+    @property
+    def offset(self) -> float:
+        """The first channel's low reference level, in units of its scale."""
+        return float(self.offsets[0])
 
     @property
     def measured_flat(self) -> np.ndarray:
         """Flat indices of the measured pixels, in the order they were added."""
         return np.concatenate(self.order) if self.order else np.zeros(0, np.int64)
 
-    def reconstruction(self) -> np.ndarray:
-        """A copy of the reconstruction; before `build`, one computed from the values so far (NaN without any)."""
-        if self.ready:
-            out = self.recon.copy()
-            out.ravel()[self.late] = self.values.ravel()[self.late]
-            return out
-        if self.n_measured == 0:
-            return np.full(self.shape, np.nan)
-        flat = self.measured_flat
-        points = np.stack(np.divmod(flat, self.shape[1]), axis=1)
-        return reconstruct_linear(self.shape, points, self.values.ravel()[flat])
+    def channel(self, c: int) -> SimpleNamespace:
+        """Channel ``c``'s maps as one channel's would be: ``n_measured``, ``ready``, ``measured``,
+        ``values``, ``recon``, ``erd`` (its own), ``scale`` (what `steering.signals.StopSignals` reads)."""
+        return SimpleNamespace(n_measured=self.n_measured, ready=self.ready, measured=self.measured,
+                               values=self._values[c], recon=self._recon[c], erd=self.channel_erd[c],
+                               scale=float(self.scales[c]))
 
-    def add(self, flat: np.ndarray, values: np.ndarray) -> float:
+    def reconstruction(self) -> np.ndarray:
+        """A copy of the reconstruction ((H, W), or (C, H, W) with several channels); before `build`, one
+        computed from the values so far (NaN without any)."""
+        if self.ready:
+            out = self._recon.copy()
+            out[:, self.late // self.shape[1], self.late % self.shape[1]] = self._values[
+                :, self.late // self.shape[1], self.late % self.shape[1]]
+        elif self.n_measured == 0:
+            out = np.full((self.channels, *self.shape), np.nan)
+        else:
+            flat = self.measured_flat
+            points = np.stack(np.divmod(flat, self.shape[1]), axis=1)
+            out = np.stack([reconstruct_linear(self.shape, points, v.ravel()[flat]) for v in self._values])
+        return out[0] if self.channels == 1 else out
+
+    def add(self, flat: np.ndarray, values: np.ndarray):
         """Record measurements at unmeasured pixels ``flat``; once built, refresh the maps around them.
 
+        ``values`` is (k,) with one channel, (k, C) with several; a NaN in some (not all) channels
+        of a pixel stands for a value the measurement did not give: the channel's reconstruction
+        there takes its place (before `build`: the mean of the channel's values so far), and
+        `missing` records it.
+
         Returns the change of the reconstruction at the refreshed unmeasured pixels (sum of
-        ``|change|`` in units of `scale`; 0 before `build`).
+        ``|change|`` in units of the scale; 0 before `build`): a float, or a (C,) array with several channels.
         """
-        self.values.ravel()[flat] = values
+        vals = np.asarray(values, dtype=np.float64).reshape(len(flat), self.channels)
+        gaps = ~np.isfinite(vals)
+        if gaps.any():
+            vals = vals.copy()
+            for c in np.flatnonzero(gaps.any(axis=0)):
+                rows = gaps[:, c]
+                if self.ready:
+                    vals[rows, c] = self._recon[c].ravel()[flat[rows]]
+                else:
+                    known = np.concatenate([self._values[c].ravel()[self.measured_flat], vals[~rows, c]])
+                    vals[rows, c] = float(np.mean(known)) if len(known) else 0.0
+                self.missing[c].ravel()[flat[rows]] = True
+        for c in range(self.channels):
+            self._values[c].ravel()[flat] = vals[:, c]
         self.measured.ravel()[flat] = True
         self.order.append(flat)
         self.n_measured += len(flat)
         if not self.ready:
-            return 0.0
+            return self._as_change(np.zeros(self.channels))
         if len(self.late):
             flat, self.late = np.concatenate([self.late, flat]), np.zeros(0, np.int64)
-        return self._update(flat)
+        return self._as_change(self._update(flat))
 
-    def build(self) -> float:
+    def _as_change(self, change: np.ndarray):
+        return float(change[0]) if self.channels == 1 else change
+
+    def build(self):
         """Build the maps for the whole grid from all measurements; return the change (see `add`).
 
         Where `begin_build` has started a staged build, this finishes it instead.
         """
         if self._staged is None and self.n_measured == 0:
-            return 0.0
+            return self._as_change(np.zeros(self.channels))
+        return self._as_change(self._build())
+
+    def _build(self) -> np.ndarray:
         if self._staged is None:
             self.begin_build(1)
         while not self.build_step():
@@ -141,11 +209,12 @@ class SamplingMaps:
         if self.n_measured == 0:
             raise ValueError("the maps cannot be built before anything is measured")
         if not self.ready:
-            vals = self.values.ravel()[self.measured_flat]
-            lo, hi = np.percentile(vals, [1, 99])
-            spread = float(hi - lo)
-            self.scale = spread if spread > 0 else (float(np.abs(vals).max()) or 1.0)
-            self.offset = float(lo) / self.scale
+            for c in range(self.channels):
+                vals = self._values[c].ravel()[self.measured_flat]
+                lo, hi = np.percentile(vals, [1, 99])
+                spread = float(hi - lo)
+                self.scales[c] = spread if spread > 0 else (float(np.abs(vals).max()) or 1.0)
+                self.offsets[c] = float(lo) / self.scales[c]
         dist, (ir, ic) = distance_transform_edt(~self.measured, return_indices=True)
         self.distance[:] = dist
         self.nearest[:] = ir * self.shape[1] + ic
@@ -153,7 +222,7 @@ class SamplingMaps:
         query = np.flatnonzero(~self.measured)
         self._staged = {"points": points, "geometry": self._geometry(points),
                         "parts": np.array_split(query, max(1, int(stages)))}
-        self._staged_change = 0.0
+        self._staged_change = np.zeros(self.channels)
         self._building_from = self.n_measured
 
     def build_step(self) -> bool:
@@ -166,9 +235,10 @@ class SamplingMaps:
                                                  geometry=staged["geometry"])
         if staged["parts"]:
             return False
-        built = np.zeros(self.measured.size, bool)
-        built[staged["points"]] = True
-        self.recon.ravel()[built] = self.values.ravel()[built]
+        built = staged["points"]
+        for c in range(self.channels):
+            self._recon[c].ravel()[built] = self._values[c].ravel()[built]
+            self.channel_erd[c].ravel()[built] = 0.0
         self.erd.ravel()[built] = 0.0
         late = self.measured_flat[self._building_from:]
         self.late = np.concatenate([self.late, late]) if len(late) else self.late
@@ -182,10 +252,10 @@ class SamplingMaps:
         return self._staged is not None
 
     def features_at(self, query: np.ndarray) -> np.ndarray:
-        """Feature matrix of unmeasured pixels ``query`` (flat indices), from all measurements."""
-        return self._reconstruct_and_featurise(query, np.flatnonzero(self.measured), update_distance=False)[1]
+        """Feature matrix of unmeasured pixels ``query`` (flat indices), from all measurements (the first channel's)."""
+        return self._reconstruct_and_featurise(query, np.flatnonzero(self.measured), update_distance=False)[1][0]
 
-    def _update(self, new: np.ndarray) -> float:
+    def _update(self, new: np.ndarray) -> np.ndarray:
         """Refresh the maps around newly measured pixels ``new`` (flat indices)."""
         H, W = self.shape
         rows, cols = np.divmod(new, W)
@@ -200,35 +270,53 @@ class SamplingMaps:
             inner[max(r - r_in, 0) : r + r_in + 1, max(c - r_in, 0) : c + r_in + 1] = True
             outer[max(r - r_out, 0) : r + r_out + 1, max(c - r_out, 0) : c + r_out + 1] = True
         if inner.sum() > _GLOBAL_REBUILD_SHARE * inner.size:
-            return self.build()
-        self.recon.ravel()[new] = self.values.ravel()[new]
+            return self._build()
+        for c in range(self.channels):
+            self._recon[c].ravel()[new] = self._values[c].ravel()[new]
+            self.channel_erd[c].ravel()[new] = 0.0
+        self.erd.ravel()[new] = 0.0
         self.distance.ravel()[new] = 0.0
         self.nearest.ravel()[new] = new
-        self.erd.ravel()[new] = 0.0
         return self._refresh(np.flatnonzero(inner & ~self.measured), np.flatnonzero(outer & self.measured), local=True)
 
-    def _refresh(self, query: np.ndarray, points: np.ndarray, *, local: bool, geometry=None) -> float:
-        """Recompute reconstruction, (local: distance) and ERD at unmeasured pixels ``query``."""
+    def _refresh(self, query: np.ndarray, points: np.ndarray, *, local: bool, geometry=None) -> np.ndarray:
+        """Recompute reconstruction, (local: distance) and ERD at unmeasured pixels ``query``; return the
+        change per channel."""
+        change = np.zeros(self.channels)
         if len(query) == 0:
-            return 0.0
+            return change
         recon, feats = self._reconstruct_and_featurise(query, points, update_distance=local, geometry=geometry)
-        change = 0.0
-        if self.ready:
-            moved = np.abs(recon - self.recon.ravel()[query] / self.scale)
-            change = float(moved[np.isfinite(moved)].sum())
-        self.recon.ravel()[query] = recon * self.scale
-        self.erd.ravel()[query] = self.model.predict_erd(feats)
+        for c in range(self.channels):
+            if self.ready:
+                moved = np.abs(recon[:, c] - self._recon[c].ravel()[query] / self.scales[c])
+                change[c] = float(moved[np.isfinite(moved)].sum())
+            self._recon[c].ravel()[query] = recon[:, c] * self.scales[c]
+        if self.channels == 1:
+            self.erd.ravel()[query] = self.model.predict_erd(feats[0])
+            return change
+        erd = self.model.predict_erd(np.concatenate(feats)).reshape(self.channels, len(query))
+        combined = np.zeros(len(query), dtype=np.float64)
+        for c in range(self.channels):
+            self.channel_erd[c].ravel()[query] = erd[c]
+            combined += self.weights[c] * erd[c]
+        self.erd.ravel()[query] = combined
         return change
 
     def _geometry(self, points: np.ndarray):
-        """Triangulation of measured ``points`` (flat indices), its vertex values (scaled) and triangle features."""
+        """Triangulation of measured ``points`` (flat indices), its vertex values ((n, C), scaled) and
+        each channel's triangle features."""
         pts = np.stack(np.divmod(points, self.shape[1]), axis=1).astype(np.float64)
-        mp, mv = mirror_for_thin_grid(pts, self.values.ravel()[points] / self.scale, self.shape)
+        vals = (self._values.reshape(self.channels, -1)[:, points] / self.scales[:, None]).T
+        mp, mv = mirror_for_thin_grid(pts, vals, self.shape)
         tri = triangulate(mp)
-        return tri, mv, (None if tri is None else triangle_features(tri, mv))
+        if tri is None:
+            return tri, mv, None
+        geometry = triangle_geometry(tri)
+        return tri, mv, [triangle_features(tri, mv[:, c], geometry) for c in range(self.channels)]
 
     def _reconstruct_and_featurise(self, query, points, *, update_distance: bool, geometry=None):
-        """Linear reconstruction (in scaled units) and features at ``query`` from measured ``points``.
+        """Linear reconstruction ((Q, C), scaled units) and each channel's features at ``query`` from
+        measured ``points``.
 
         With ``update_distance`` the distance and nearest-measurement maps at ``query`` are first
         recomputed from ``points`` (which must include every measurement near the query pixels).
@@ -245,10 +333,12 @@ class SamplingMaps:
         if tri is not None:
             recon, simplex = interpolate_linear(tri, mv, q)
         else:
-            recon, simplex = np.full(len(q), np.nan), np.full(len(q), -1)
-        nearest_val = self.values.ravel()[self.nearest.ravel()[query]] / self.scale
+            recon, simplex = np.full((len(q), self.channels), np.nan), np.full(len(q), -1)
+        nearest = self.nearest.ravel()[query]
+        nearest_val = (self._values.reshape(self.channels, -1)[:, nearest] / self.scales[:, None]).T
         outside = ~np.isfinite(recon)
         recon[outside] = nearest_val[outside]
         d = self.distance.ravel()[query].astype(np.float64)
-        feats = pixel_features(d, simplex, tri_feats, recon, nearest_val, self.offset)
+        feats = [pixel_features(d, simplex, None if tri_feats is None else tri_feats[c], recon[:, c],
+                                nearest_val[:, c], self.offsets[c]) for c in range(self.channels)]
         return recon, feats

@@ -71,26 +71,40 @@ def interpolate_linear(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Piecewise-linear interpolation on a triangulation.
 
+    Parameters
+    ----------
+    tri : Delaunay or LatticeTriangulation
+    values : (n,) or (n, C) array
+        Values at the triangulation's points; with C columns, C images share the points and the
+        queries are located once.
+    queries : (Q, 2) array
+
     Returns
     -------
-    vals : (Q,) float array
+    vals : (Q,) or (Q, C) float array
         Interpolated values; NaN outside the convex hull.
     simplex : (Q,) int array
         Containing triangle of each query, -1 outside the hull.
     """
+    values = np.asarray(values, dtype=np.float64)
+    channels = values.reshape(len(values), -1).T
     if isinstance(tri, LatticeTriangulation):
-        return tri.interpolate(values, queries)
+        simplex = tri.find_simplex(queries)
+        vals = np.column_stack([tri.interpolate(v, queries, simplex=simplex)[0] for v in channels])
+        return (vals[:, 0] if values.ndim == 1 else vals), simplex
     q = np.asarray(queries, dtype=np.float64)
     simplex = tri.find_simplex(q)
     inside = simplex >= 0
-    vals = np.full(len(q), np.nan)
+    vals = np.full((len(q), len(channels)), np.nan)
     if inside.any():
         s = simplex[inside]
         T = tri.transform[s]
         b = np.einsum("nij,nj->ni", T[:, :2, :], q[inside] - T[:, 2, :])
         bary = np.column_stack([b, 1.0 - b.sum(axis=1)])
-        vals[inside] = np.einsum("ni,ni->n", bary, values[tri.simplices[s]])
-    return vals, simplex
+        corners = tri.simplices[s]
+        for k, v in enumerate(channels):
+            vals[inside, k] = np.einsum("ni,ni->n", bary, v[corners])
+    return (vals[:, 0] if values.ndim == 1 else vals), simplex
 
 
 def _grid_queries(shape):

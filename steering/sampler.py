@@ -20,7 +20,7 @@ from .maps import SamplingMaps
 from .patterns import PATTERNS, initial_pattern
 from .routing import order_route
 from .selection import select_by_erd
-from .signals import StopSignals, local_variance
+from .signals import StopSignals, combine_channel_signals, local_variance
 from .stopping import StopCriteria
 from .timing import StageTiming
 
@@ -74,6 +74,22 @@ def _check_settings(shape, model, initial_fraction, initial_pattern, batch_size,
     return H, W
 
 
+def _check_channels(channels, channel_weights) -> np.ndarray:
+    """Refuse a bad channel count or weights; return the weights normalised to sum 1."""
+    whole_number("channels", channels, 1)
+    if channel_weights is None:
+        return np.full(int(channels), 1.0 / int(channels))
+    try:
+        w = np.asarray(channel_weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"channel_weights must be {channels} numbers, got {channel_weights!r}") from None
+    if w.shape != (int(channels),):
+        raise ValueError(f"channel_weights must be {channels} numbers (one per channel), got {channel_weights!r}")
+    if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"channel_weights must be finite, >= 0 and not all 0, got {channel_weights!r}")
+    return w / w.sum()
+
+
 def _check_mode(timing, scan_mode, probe_fraction) -> tuple[StageTiming | None, str]:
     """Refuse a scan mode the other settings cannot serve; return ``(timing, scan_mode)``."""
     if scan_mode not in ("point", "fly"):
@@ -87,21 +103,28 @@ def _check_mode(timing, scan_mode, probe_fraction) -> tuple[StageTiming | None, 
     return timing, scan_mode
 
 
-def _checked_report(points, values, failed, beam_time, probes, measured: np.ndarray):
-    """What `Sampler.tell` was told, checked: ``(flat indices, values, failed)``; errors say what is wrong."""
+def _checked_report(points, values, failed, beam_time, probes, measured: np.ndarray, channels: int = 1):
+    """What `Sampler.tell` was told, checked: ``(flat indices, values, failed)``; errors say what is wrong.
+
+    With several channels a value may be NaN in some channels of a point (the measurement did not
+    give them), not in all of them unless the point is marked failed.
+    """
     pts = as_points(points, measured.shape)
     k = len(pts)
     vals = np.asarray(values, dtype=np.float64)
-    if vals.shape != (k,):
-        raise ValueError(f"values must have shape ({k},) to match points, got {vals.shape}")
+    want = (k,) if channels == 1 else (k, channels)
+    if vals.shape != want:
+        per = "" if channels == 1 else f": one value per channel ({channels})"
+        raise ValueError(f"values must have shape {want} to match points{per}, got {vals.shape}")
     fail = np.zeros(k, bool) if failed is None else np.asarray(failed, dtype=bool)
     if fail.shape != (k,):
         raise ValueError(f"failed must have shape ({k},) to match points, got {fail.shape}")
     if beam_time is not None and not (np.isfinite(beam_time) and beam_time >= 0):
         raise ValueError(f"beam_time must be a finite number >= 0, got {beam_time}")
-    bad = ~np.isfinite(vals) & ~fail
+    bad = ~np.isfinite(vals).reshape(k, -1).any(axis=1) & ~fail
     if bad.any():
-        raise ValueError(f"non-finite values at points {pts[bad][:5].tolist()}: mark failed measurements "
+        what = "values" if channels == 1 else "values in every channel"
+        raise ValueError(f"non-finite {what} at points {pts[bad][:5].tolist()}: mark failed measurements "
                          "with failed=...")
     flat = pts[:, 0] * measured.shape[1] + pts[:, 1]
     if len(np.unique(flat)) != k:
@@ -155,6 +178,15 @@ class Sampler:
         second of beam time (`steering.fly.FlyPlanner`); `ask` returns the pixels in flying order
         (`steering.timing.flown_runs` cuts them into lines) and the budget is ``stop.max_beam_time``
         (else ``stop.max_fraction`` of a full fly raster's time).
+    channels : int
+        Values per point (element maps of one fluorescence spectrum, say). With C > 1, `tell` takes
+        (k, C) values, each channel has its own reconstruction (`reconstruction` is (C, H, W)),
+        intensity scale and ERD, and points are ranked by the channels' ERDs combined by
+        ``channel_weights``, each in units of its own channel's spread, so a faint channel counts as
+        much as a bright one. The stop signals are kept per channel and combined
+        (`StopCriteria` ``channels`` says which a rule reads).
+    channel_weights : sequence of float, optional
+        Weights of the channels (>= 0, not all 0; normalised to sum 1). Default: equal.
 
     Attributes
     ----------
@@ -172,9 +204,11 @@ class Sampler:
     def __init__(self, shape: tuple[int, int], *, model: ERDNet | str | None = None, initial_fraction: float = 0.01,
                  initial_pattern: str = "halton", batch_size: int | None = None, stop: StopCriteria | None = None,
                  seed: int | None = None, suppression: float = 0.75, distance_discount: float = 0.0,
-                 probe_fraction: float = 0.0, timing: StageTiming | None = None, scan_mode: str = "point"):
+                 probe_fraction: float = 0.0, timing: StageTiming | None = None, scan_mode: str = "point",
+                 channels: int = 1, channel_weights=None):
         H, W = _check_settings(shape, model, initial_fraction, initial_pattern, batch_size, stop, seed, suppression,
                                distance_discount, probe_fraction)
+        weights = _check_channels(channels, channel_weights)
         self.shape = (H, W)
         self.model = model
         self.initial_fraction = float(initial_fraction)
@@ -186,16 +220,21 @@ class Sampler:
         self.distance_discount = float(distance_discount)
         self.probe_fraction = float(probe_fraction)
         self.timing, self.scan_mode = _check_mode(timing, scan_mode, probe_fraction)
+        self.channels = int(channels)
+        self.channel_weights = channel_weights
         self.model_ = model if isinstance(model, ERDNet) else load_model(model)
         self.model_.eval()
         self.stop_ = stop if stop is not None else StopCriteria()
         self.batch_size_ = int(batch_size) if batch_size is not None else max(1, min(50, (H * W) // 100))
         self._n = H * W
-        self._maps = SamplingMaps(self.shape, self.model_)
+        self._maps = SamplingMaps(self.shape, self.model_, channels=self.channels, weights=weights)
         fly = scan_mode == "fly"
         self.fly_ = FlyPlanner(self.shape, timing, fly_budget(self.shape, timing, self.stop_)) if fly else None
         self._initial_n = max(1, int(round(self.initial_fraction * self._n)))
         self._signals = StopSignals(self.stop_.error_window, probes=self.probe_fraction > 0)
+        # one record per channel; the first also keeps the scan's clock and beam time
+        self._channel_signals = [self._signals] + [StopSignals(self.stop_.error_window, probes=self.probe_fraction > 0)
+                                                   for _ in range(self.channels - 1)]
         self._rng = np.random.default_rng(None if seed is None else int(seed))
         # the probes' own generator, so that the ERD picks and the initial pattern of a seed stay
         # what they are without probes
@@ -259,12 +298,31 @@ class Sampler:
 
     @property
     def measured_values(self) -> np.ndarray:
-        """(n,) values matching `measured_points`."""
-        return self._maps.values.ravel()[self._maps.measured_flat]
+        """(n,) values matching `measured_points`; (n, C) with several channels (a channel a measurement
+        did not give holds the reconstruction there at the time: see `missing_mask`)."""
+        flat = self._maps.measured_flat
+        if self.channels == 1:
+            return self._maps.values.ravel()[flat]
+        return self._maps.values.reshape(self.channels, -1)[:, flat].T
+
+    @property
+    def missing_mask(self) -> np.ndarray:
+        """(C, H, W) bool copy: True where a measured pixel's value in a channel was missing (NaN when told)."""
+        return self._maps.missing.copy()
+
+    @property
+    def channel_erd(self) -> np.ndarray:
+        """(C, H, W) each channel's predicted ERD, in units of its own intensity scale squared."""
+        return self._maps.channel_erd.copy()
+
+    @property
+    def intensity_scales(self) -> np.ndarray:
+        """(C,) each channel's intensity scale (see `intensity_scale`)."""
+        return self._maps.scales.copy()
 
     @property
     def reconstruction(self) -> np.ndarray:
-        """(H, W) image estimate from all values told so far (NaN before any value)."""
+        """(H, W) image estimate from all values told so far (NaN before any value); (C, H, W) with several channels."""
         return self._maps.reconstruction()
 
     @property
@@ -279,13 +337,18 @@ class Sampler:
 
     @property
     def erd(self) -> np.ndarray:
-        """(H, W) predicted ERD; 0 at measured pixels and before the initial pattern is told."""
+        """(H, W) predicted ERD; 0 at measured pixels and before the initial pattern is told. With several
+        channels, the channels' ERDs (`channel_erd`) combined by their weights."""
         return self._maps.erd.copy()
 
     @property
     def signals(self) -> dict:
-        """Current values of the stop signals (see `steering.signals.StopSignals.values`)."""
-        return self._signals.values(self._maps, self._n)
+        """Current values of the stop signals (see `steering.signals.StopSignals.values`; with several
+        channels, per channel and combined: `steering.signals.combine_channel_signals`)."""
+        if self.channels == 1:
+            return self._signals.values(self._maps, self._n)
+        return combine_channel_signals([signals.values(self._maps.channel(c), self._n)
+                                        for c, signals in enumerate(self._channel_signals)], self._maps.weights)
 
     @property
     def excluded_points(self) -> np.ndarray:
@@ -353,7 +416,8 @@ class Sampler:
             rebuilding a scan with ``probe_fraction`` > 0 from stored data.
         """
         t0 = time.perf_counter()
-        flat, vals, fail = _checked_report(points, values, failed, beam_time, probes, self._maps.measured)
+        flat, vals, fail = _checked_report(points, values, failed, beam_time, probes, self._maps.measured,
+                                           self.channels)
         if beam_time is not None:
             self._signals.beam_time = float(beam_time)
         probed = (self._probing.ravel()[flat] if probes is None else np.asarray(probes, dtype=bool)) & ~fail
@@ -405,22 +469,34 @@ class Sampler:
                 self._initial_queue = np.zeros(0, np.int64)
                 self._build()
             return
-        judged, judged_vals, judged_probes = flat, vals, probed
+        W = self.shape[1]
+        judged, judged_vals, judged_probes = flat, vals.reshape(len(flat), -1), probed
         if len(maps.late):  # measured while the maps were built in stages: judged now, by the maps' prediction
             judged = np.concatenate([maps.late, flat])
-            judged_vals = np.concatenate([maps.values.ravel()[maps.late], vals])
+            late_vals = np.where(maps.missing[:, maps.late // W, maps.late % W],
+                                 np.nan, maps.values.reshape(self.channels, -1)[:, maps.late]).T
+            judged_vals = np.concatenate([late_vals, judged_vals])
             judged_probes = np.concatenate([np.zeros(len(maps.late), bool), probed])
-        rows, cols = np.divmod(judged[judged_probes], self.shape[1])
-        surprise = self._signals.record_errors(
-            maps.recon.ravel()[judged], judged_vals, maps.erd.ravel()[judged], scale=maps.scale,
-            n_before=maps.n_measured - len(maps.late), probe_var=local_variance(maps.recon, rows, cols),
-            probed=judged_probes)
-        change = maps.add(flat, vals)
-        self._signals.record_change(surprise + change, len(judged))
+        n_before = maps.n_measured - len(maps.late)
+        surprises = np.zeros(self.channels)
+        for c, signals in enumerate(self._channel_signals):
+            view = maps.channel(c)
+            known = np.isfinite(judged_vals[:, c])  # a channel a measurement did not give is not judged
+            points, probes = judged[known], judged_probes[known]
+            if not len(points):
+                continue
+            rows, cols = np.divmod(points[probes], W)
+            surprises[c] = signals.record_errors(
+                view.recon.ravel()[points], judged_vals[known, c], view.erd.ravel()[points], scale=view.scale,
+                n_before=n_before, probe_var=local_variance(view.recon, rows, cols), probed=probes)
+        change = np.atleast_1d(maps.add(flat, vals))
+        for c, signals in enumerate(self._channel_signals):
+            signals.record_change(surprises[c] + change[c], len(judged))
 
     def _build(self) -> None:
         self._maps.build()
-        self._signals.set_reference(float(self._maps.erd.sum(dtype=np.float64)))
+        for c, signals in enumerate(self._channel_signals):
+            signals.set_reference(float(self._maps.channel_erd[c].sum(dtype=np.float64)))
 
     def _check_exhausted(self) -> None:
         if self._stop_reason is None and not self._pending.any() and (self._maps.measured | self._excluded).all():

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter
 
 __all__ = ["StopSignals", "estimate_ssim", "estimate_ssim_at_probes", "error_decay", "local_variance",
-           "PROBE_WINDOW", "MIN_PROBES", "DECAY_BATCHES"]
+           "combine_channel_signals", "CHANNEL_SIGNALS", "PROBE_WINDOW", "MIN_PROBES", "DECAY_BATCHES"]
 
 #: How many of the newest random probes ``ssim_estimate`` averages over, and how many it waits for.
 PROBE_WINDOW = 160
@@ -23,6 +23,27 @@ MIN_PROBES = 40
 #: How many of the newest batches the decay of the prediction error (`error_decay`) is fitted on.
 DECAY_BATCHES = 30
 _C2 = 0.03**2  # SSIM's contrast constant on data range 1
+#: The signals a scan of several channels has per channel (``{name}_{c}``) and combined (``{name}``).
+CHANNEL_SIGNALS = ("erd_total", "erd_ratio", "prediction_error", "recon_change", "ssim_estimate")
+
+
+def combine_channel_signals(per_channel: list[dict], weights) -> dict:
+    """One signals dict from those of each channel of a scan (`StopSignals.values` of each).
+
+    The scan's own signals (``n_measured``, ``fraction``, ``wall_time``, ``beam_time``...) are the
+    first channel's; each of `CHANNEL_SIGNALS` is kept per channel as ``{name}_{c}`` and, once every
+    channel has it, combined as ``{name}``: the mean weighted by ``weights`` (which sum to 1). Each
+    channel's values are in units of its own intensity scale, so no channel counts more for being brighter.
+    """
+    out = {k: v for k, v in per_channel[0].items() if k not in CHANNEL_SIGNALS}
+    for name in CHANNEL_SIGNALS:
+        values = [s.get(name) for s in per_channel]
+        for c, v in enumerate(values):
+            if v is not None:
+                out[f"{name}_{c}"] = v
+        if all(v is not None for v in values):
+            out[name] = float(np.dot(weights, values))
+    return out
 
 
 def estimate_ssim(reconstruction: np.ndarray, measured: np.ndarray, erd: np.ndarray, *, error2: float,

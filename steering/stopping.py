@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .checks import number_in, real_number, whole_number
 
-__all__ = ["StopCriteria", "DATA_RULES", "RISING_RULES", "LIMITS"]
+__all__ = ["StopCriteria", "DATA_RULES", "RISING_RULES", "LIMITS", "CHANNEL_MODES", "channel_values"]
 
 #: Rules that watch a signal of the scan and fire when it reaches their threshold.
 DATA_RULES = ("erd_ratio", "prediction_error", "recon_change", "ssim_estimate")
@@ -17,10 +17,24 @@ DATA_RULES = ("erd_ratio", "prediction_error", "recon_change", "ssim_estimate")
 RISING_RULES = frozenset({"ssim_estimate"})
 #: Hard limits: each ends the scan on its own, whatever ``combine`` says.
 LIMITS = ("max_fraction", "max_points", "max_wall_time", "max_beam_time")
+#: What a data rule reads in a scan of several channels: their weighted whole, or every channel.
+CHANNEL_MODES = ("combined", "every")
 
 
 def _reached(rule: str, value: float, threshold: float) -> bool:
     return value >= threshold if rule in RISING_RULES else value <= threshold
+
+
+def channel_values(signals: dict, rule: str) -> list[float]:
+    """The per-channel values of a data rule's signal (``{rule}_0``, ``{rule}_1``, ...) in ``signals``.
+
+    Empty for the signals of a scan of one channel.
+    """
+    out, c = [], 0
+    while f"{rule}_{c}" in signals:
+        out.append(signals[f"{rule}_{c}"])
+        c += 1
+    return out
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,10 @@ class StopCriteria:
         change) average over.
     min_fraction : float
         The data-driven rules never fire below this fraction.
+    channels : {"combined", "every"}
+        In a scan of several channels (`Sampler` ``channels`` > 1): whether a data rule reads the
+        channels' signals combined by the channel weights, or must hold for every channel (it then
+        reads the worst channel's). No effect on a scan of one channel.
     """
 
     max_fraction: float | None = 0.25
@@ -84,6 +102,7 @@ class StopCriteria:
     combine: str = "any"
     error_window: int = 200
     min_fraction: float = 0.02
+    channels: str = "combined"
 
     def __post_init__(self):
         if self.max_fraction is not None:
@@ -104,6 +123,8 @@ class StopCriteria:
             raise ValueError(f"combine must be 'any' or 'all', got {self.combine!r}")
         whole_number("error_window", self.error_window, 1)
         number_in("min_fraction", self.min_fraction, 0.0, 1.0)
+        if not isinstance(self.channels, str) or self.channels not in CHANNEL_MODES:
+            raise ValueError(f"channels must be one of {CHANNEL_MODES}, got {self.channels!r}")
 
     def __repr__(self) -> str:
         changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) != f.default]
@@ -144,14 +165,26 @@ class StopCriteria:
             return None
         met = {}
         for rule, threshold in self.rules.items():
-            value = signals.get(rule)
+            value = self.signal(signals, rule)
             if value is not None and math.isfinite(value) and _reached(rule, value, threshold):
                 met[rule] = (value, threshold)
         if not met or (self.combine == "all" and len(met) < len(self.rules)):
             return None
         said = " and ".join(f"{rule} {'rose' if rule in RISING_RULES else 'fell'} to {v:.4g} (threshold {t:g})"
                             for rule, (v, t) in met.items())
+        if self.channels == "every" and any(channel_values(signals, rule) for rule in met):
+            said += " in every channel"
         return f"{said} at fraction {frac:.4f}"
+
+    def signal(self, signals: dict, rule: str) -> float | None:
+        """The value a data rule reads: the signal, or with ``channels="every"`` and per-channel
+        signals present, the worst channel's (the lowest of a rising signal, the highest of a falling one)."""
+        per_channel = channel_values(signals, rule) if self.channels == "every" else []
+        if not per_channel:
+            return signals.get(rule)
+        if any(v is None or not math.isfinite(v) for v in per_channel):
+            return None
+        return min(per_channel) if rule in RISING_RULES else max(per_channel)
 
     def status(self, signals: dict) -> dict[str, dict]:
         """Every rule and limit that is set: its current value, its threshold and whether it is met."""
@@ -162,7 +195,7 @@ class StopCriteria:
             threshold = getattr(self, name)
             if threshold is None:
                 continue
-            value = signals.get(source)
+            value = self.signal(signals, source) if name in DATA_RULES else signals.get(source)
             known = value is not None and math.isfinite(value)
             met = known and (_reached(name, value, threshold) if name in DATA_RULES else value >= threshold)
             out[name] = {"value": value if known else None, "threshold": threshold, "met": bool(met)}
