@@ -208,6 +208,24 @@ class FlyPlanner:
         at = np.flatnonzero(np.isin(queue[1:], self._batch_starts))
         return queue[:at[0] + 1] if len(at) else queue
 
+    def ask_raster(self, queue: np.ndarray, maps, *, asked_ahead: bool) -> np.ndarray:
+        """`raster_batch` of ``queue``; where it is asked for ahead (a batch is being flown) with part of
+        the raster measured, one stage of the maps' build (`SamplingMaps.begin_build`), the last stage
+        coming with the first segments once the raster is all asked for."""
+        if asked_ahead and maps.n_measured and not maps.ready:
+            if not maps.building:
+                maps.begin_build(self.raster_batches_in(queue) + 1)
+            maps.build_step()
+        return self.raster_batch(queue)
+
+    def ask_segments(self, maps, candidates: np.ndarray, start, spent: float | None,
+                     pending: np.ndarray) -> np.ndarray:
+        """`next_batch` from the sampler's maps (`steering.maps.SamplingMaps`); pixels measured but not yet in
+        the maps (`SamplingMaps.late`, the tail of a build in stages) count as pending."""
+        informing = pending.copy()
+        informing.ravel()[maps.late] = True
+        return self.next_batch(maps.erd, maps.distance, candidates, start, spent, informing)
+
     def raster_batches_in(self, queue: np.ndarray) -> int:
         """How many batches `raster_batch` makes of ``queue``."""
         return 0 if len(queue) == 0 else 1 + int(np.isin(queue[1:], self._batch_starts).sum())

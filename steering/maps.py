@@ -180,6 +180,19 @@ class SamplingMaps:
             flat, self.late = np.concatenate([self.late, flat]), np.zeros(0, np.int64)
         return self._as_change(self._update(flat))
 
+    def judged_batch(self, flat: np.ndarray, values: np.ndarray, probed: np.ndarray):
+        """The points whose prediction errors a batch's `add` is judged by: the new ones and, before them,
+        any `late` ones (measured during a staged build). Returns ``(flat, values (k, C) with NaN where a
+        channel was missing, probed)``."""
+        values = np.asarray(values, dtype=np.float64).reshape(len(flat), -1)
+        if not len(self.late):
+            return flat, values, probed
+        W = self.shape[1]
+        late_values = np.where(self.missing[:, self.late // W, self.late % W], np.nan,
+                               self._values.reshape(self.channels, -1)[:, self.late]).T
+        return (np.concatenate([self.late, flat]), np.concatenate([late_values, values]),
+                np.concatenate([np.zeros(len(self.late), bool), probed]))
+
     def _as_change(self, change: np.ndarray):
         return float(change[0]) if self.channels == 1 else change
 

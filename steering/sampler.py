@@ -20,7 +20,7 @@ from .maps import SamplingMaps
 from .patterns import PATTERNS, initial_pattern
 from .routing import order_route
 from .selection import select_by_erd
-from .signals import StopSignals, combine_channel_signals, local_variance
+from .signals import ScanSignals
 from .stopping import StopCriteria
 from .timing import StageTiming
 
@@ -101,6 +101,28 @@ def _check_mode(timing, scan_mode, probe_fraction) -> tuple[StageTiming | None, 
     if scan_mode == "fly" and probe_fraction > 0:
         raise ValueError("probe_fraction > 0 is for scan_mode='point': a fly scan flies segments, not random points")
     return timing, scan_mode
+
+
+def _checked_ask(n, start) -> np.ndarray | None:
+    """Refuse a bad `Sampler.ask` ``n`` or ``start``; return ``start`` as a float array (or None)."""
+    if n is not None and (int(n) != n or n < 1):
+        raise ValueError(f"n must be an integer >= 1, got {n}")
+    if start is None:
+        return None
+    start = np.asarray(start, dtype=np.float64)
+    if start.shape != (2,) or not np.all(np.isfinite(start)):
+        raise ValueError(f"start must be a finite (row, col) pair, got {start!r}")
+    return start
+
+
+def _draw_probes(rng: np.random.Generator, credit: float, share: float, n: int, candidates: np.ndarray):
+    """Random probes for a batch of ``n``: whole probes, the fractions carried over in ``credit`` so that
+    small batches probe too. Returns ``(flat indices, credit left)``."""
+    credit += share * n
+    k = min(int(credit), n, int(candidates.sum()))
+    if k <= 0:
+        return np.zeros(0, np.int64), credit
+    return rng.choice(np.flatnonzero(candidates), k, replace=False), credit - k
 
 
 def _checked_report(points, values, failed, beam_time, probes, measured: np.ndarray, channels: int = 1):
@@ -231,10 +253,7 @@ class Sampler:
         fly = scan_mode == "fly"
         self.fly_ = FlyPlanner(self.shape, timing, fly_budget(self.shape, timing, self.stop_)) if fly else None
         self._initial_n = max(1, int(round(self.initial_fraction * self._n)))
-        self._signals = StopSignals(self.stop_.error_window, probes=self.probe_fraction > 0)
-        # one record per channel; the first also keeps the scan's clock and beam time
-        self._channel_signals = [self._signals] + [StopSignals(self.stop_.error_window, probes=self.probe_fraction > 0)
-                                                   for _ in range(self.channels - 1)]
+        self._signals = ScanSignals(self.stop_.error_window, probes=self.probe_fraction > 0, weights=weights)
         self._rng = np.random.default_rng(None if seed is None else int(seed))
         # the probes' own generator, so that the ERD picks and the initial pattern of a seed stay
         # what they are without probes
@@ -343,12 +362,8 @@ class Sampler:
 
     @property
     def signals(self) -> dict:
-        """Current values of the stop signals (see `steering.signals.StopSignals.values`; with several
-        channels, per channel and combined: `steering.signals.combine_channel_signals`)."""
-        if self.channels == 1:
-            return self._signals.values(self._maps, self._n)
-        return combine_channel_signals([signals.values(self._maps.channel(c), self._n)
-                                        for c, signals in enumerate(self._channel_signals)], self._maps.weights)
+        """Current values of the stop signals (`steering.signals.ScanSignals.values`)."""
+        return self._signals.values(self._maps, self._n)
 
     @property
     def excluded_points(self) -> np.ndarray:
@@ -375,12 +390,7 @@ class Sampler:
         """
         t0 = time.perf_counter()
         self._signals.start_clock()
-        if n is not None and (int(n) != n or n < 1):
-            raise ValueError(f"n must be an integer >= 1, got {n}")
-        if start is not None:
-            start = np.asarray(start, dtype=np.float64)
-            if start.shape != (2,) or not np.all(np.isfinite(start)):
-                raise ValueError(f"start must be a finite (row, col) pair, got {start!r}")
+        start = _checked_ask(n, start)
         budget = self.stop_.point_budget(self._n) - self.n_measured - int(self._pending.sum())
         if self.done or budget <= 0:
             return np.zeros((0, 2), np.int64)
@@ -469,34 +479,15 @@ class Sampler:
                 self._initial_queue = np.zeros(0, np.int64)
                 self._build()
             return
-        W = self.shape[1]
-        judged, judged_vals, judged_probes = flat, vals.reshape(len(flat), -1), probed
-        if len(maps.late):  # measured while the maps were built in stages: judged now, by the maps' prediction
-            judged = np.concatenate([maps.late, flat])
-            late_vals = np.where(maps.missing[:, maps.late // W, maps.late % W],
-                                 np.nan, maps.values.reshape(self.channels, -1)[:, maps.late]).T
-            judged_vals = np.concatenate([late_vals, judged_vals])
-            judged_probes = np.concatenate([np.zeros(len(maps.late), bool), probed])
-        n_before = maps.n_measured - len(maps.late)
-        surprises = np.zeros(self.channels)
-        for c, signals in enumerate(self._channel_signals):
-            view = maps.channel(c)
-            known = np.isfinite(judged_vals[:, c])  # a channel a measurement did not give is not judged
-            points, probes = judged[known], judged_probes[known]
-            if not len(points):
-                continue
-            rows, cols = np.divmod(points[probes], W)
-            surprises[c] = signals.record_errors(
-                view.recon.ravel()[points], judged_vals[known, c], view.erd.ravel()[points], scale=view.scale,
-                n_before=n_before, probe_var=local_variance(view.recon, rows, cols), probed=probes)
-        change = np.atleast_1d(maps.add(flat, vals))
-        for c, signals in enumerate(self._channel_signals):
-            signals.record_change(surprises[c] + change[c], len(judged))
+        # measured during a staged build (`late`) are judged now, by the maps' prediction, with the new ones
+        judged, judged_vals, judged_probes = maps.judged_batch(flat, vals, probed)
+        surprises = self._signals.record_batch(maps, judged, judged_vals, judged_probes,
+                                               n_before=maps.n_measured - len(maps.late))
+        self._signals.record_change(surprises, maps.add(flat, vals), len(judged))
 
     def _build(self) -> None:
         self._maps.build()
-        for c, signals in enumerate(self._channel_signals):
-            signals.set_reference(float(self._maps.channel_erd[c].sum(dtype=np.float64)))
+        self._signals.set_reference(self._maps)
 
     def _check_exhausted(self) -> None:
         if self._stop_reason is None and not self._pending.any() and (self._maps.measured | self._excluded).all():
@@ -521,37 +512,23 @@ class Sampler:
             return self._ask_next(n or self.batch_size_, start)
         if self.fly_ is None:
             return queue if n is None else queue[:n]
-        batch = self.fly_.raster_batch(queue)
-        if self.n_measured and self._pending.any() and not self._maps.ready:
-            # asked ahead while a part of the raster is flown: one stage of the maps' build, the last
-            # with the first segments once the raster is all asked for
-            if not self._maps.building:
-                self._maps.begin_build(self.fly_.raster_batches_in(queue) + 1)
-            self._maps.build_step()
-        return batch
+        return self.fly_.ask_raster(queue, self._maps, asked_ahead=self._pending.any())
 
     def _ask_next(self, n: int, start) -> np.ndarray:
         cand_mask = ~(self._maps.measured | self._pending | self._excluded)
         if self.fly_ is not None:
-            # measured but not yet in the maps (the tail of a build in stages) counts as pending
-            informing = self._pending.copy()
-            informing.ravel()[self._maps.late] = True
-            flat = self.fly_.next_batch(self._maps.erd, self._maps.distance, cand_mask, start,
-                                        self._signals.beam_time, informing)
+            flat = self.fly_.ask_segments(self._maps, cand_mask, start, self._signals.beam_time, self._pending)
             if len(flat) == 0 and not self._pending.any():
                 self._stop_reason = (f"beam time budget planned: {self.fly_.planned_:.1f} s of "
                                      f"{self.fly_.budget:.1f} s at fraction {self.fraction:.4f}")
             return flat
         if self.probe_fraction > 0 and cand_mask.any():
-            # whole probes per batch, the fractions carried over, so small batches probe too
-            self._probe_credit += self.probe_fraction * n
-            k = min(int(self._probe_credit), n, int(cand_mask.sum()))
-            if k > 0:
-                self._probe_credit -= k
-                probes = self._probe_rng.choice(np.flatnonzero(cand_mask), k, replace=False)
+            probes, self._probe_credit = _draw_probes(self._probe_rng, self._probe_credit, self.probe_fraction, n,
+                                                      cand_mask)
+            if len(probes):
                 self._probing.ravel()[probes] = True
                 cand_mask.ravel()[probes] = False
-                return np.concatenate([probes, self._ask_by_erd(cand_mask, n - k)])
+                return np.concatenate([probes, self._ask_by_erd(cand_mask, n - len(probes))])
         return self._ask_by_erd(cand_mask, n)
 
     def _ask_by_erd(self, candidates: np.ndarray, n: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-__all__ = ["StopSignals", "estimate_ssim", "estimate_ssim_at_probes", "error_decay", "local_variance",
+__all__ = ["StopSignals", "ScanSignals", "estimate_ssim", "estimate_ssim_at_probes", "error_decay", "local_variance",
            "combine_channel_signals", "CHANNEL_SIGNALS", "PROBE_WINDOW", "MIN_PROBES", "DECAY_BATCHES"]
 
 #: How many of the newest random probes ``ssim_estimate`` averages over, and how many it waits for.
@@ -236,3 +236,76 @@ class StopSignals:
                     maps.recon, maps.measured, maps.erd, error2=float(np.mean(self._errors2)),
                     pick_erd=float(np.mean(self._pick_erd)), value_range=value_range)
         return s
+
+
+class ScanSignals:
+    """The stop signals of a scan of one or more channels: a `StopSignals` per channel, combined.
+
+    Parameters
+    ----------
+    error_window : int
+    probes : bool
+        See `StopSignals`.
+    weights : (C,) array
+        The channels' weights (summing to 1); one entry for a scan of one channel.
+
+    Attributes
+    ----------
+    per_channel : list of StopSignals
+        The first also keeps the scan's clock and the beam time last reported.
+    """
+
+    def __init__(self, error_window: int, *, probes: bool = False, weights=(1.0,)):
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.per_channel = [StopSignals(error_window, probes=probes) for _ in self.weights]
+
+    @property
+    def beam_time(self) -> float | None:
+        """Beam time last reported (s)."""
+        return self.per_channel[0].beam_time
+
+    @beam_time.setter
+    def beam_time(self, seconds: float) -> None:
+        self.per_channel[0].beam_time = float(seconds)
+
+    def start_clock(self) -> None:
+        """Start the wall clock (see `StopSignals.start_clock`)."""
+        self.per_channel[0].start_clock()
+
+    def record_batch(self, maps, points: np.ndarray, values: np.ndarray, probed: np.ndarray,
+                     n_before: int) -> np.ndarray:
+        """Record each channel's prediction errors at newly measured ``points`` (flat indices) before the
+        maps are told them; ``values`` is (k, C), NaN where a channel was not measured (not judged).
+        Returns each channel's surprise (see `StopSignals.record_errors`)."""
+        surprises = np.zeros(len(self.weights))
+        W = maps.shape[1]
+        for c, signals in enumerate(self.per_channel):
+            view = maps.channel(c)
+            known = np.isfinite(values[:, c])
+            at, probes = points[known], probed[known]
+            if not len(at):
+                continue
+            rows, cols = np.divmod(at[probes], W)
+            surprises[c] = signals.record_errors(
+                view.recon.ravel()[at], values[known, c], view.erd.ravel()[at], scale=view.scale,
+                n_before=n_before, probe_var=local_variance(view.recon, rows, cols), probed=probes)
+        return surprises
+
+    def record_change(self, surprises: np.ndarray, change, n_points: int) -> None:
+        """Record each channel's surprise plus the change of its image (`SamplingMaps.add`) for ``n_points`` points."""
+        change = np.atleast_1d(change)
+        for c, signals in enumerate(self.per_channel):
+            signals.record_change(surprises[c] + change[c], n_points)
+
+    def set_reference(self, maps) -> None:
+        """Each channel's total ERD after the initial pattern (see `StopSignals.set_reference`)."""
+        for c, signals in enumerate(self.per_channel):
+            signals.set_reference(float(maps.channel_erd[c].sum(dtype=np.float64)))
+
+    def values(self, maps, n_pixels: int) -> dict:
+        """The signals now: one channel's (`StopSignals.values`), or every channel's combined
+        (`combine_channel_signals`)."""
+        if len(self.per_channel) == 1:
+            return self.per_channel[0].values(maps, n_pixels)
+        return combine_channel_signals([signals.values(maps.channel(c), n_pixels)
+                                        for c, signals in enumerate(self.per_channel)], self.weights)

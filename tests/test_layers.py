@@ -86,4 +86,6 @@ def test_the_core_stays_small_enough_to_extend():
     from steering.sampler import Sampler
 
     assert len(inspect.getsourcelines(smart_scan)[0]) <= 120
-    assert len(inspect.getsourcelines(Sampler)[0]) <= 350
+    # the class's code, its own docstring (the settings' documentation, which grows with every setting) aside
+    lines = len(inspect.getsourcelines(Sampler)[0]) - len(Sampler.__doc__.splitlines())
+    assert lines <= 320, f"Sampler has {lines} lines of code: move what is not sampling state out of it"

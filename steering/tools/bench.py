@@ -1,7 +1,8 @@
 """Benchmark: the Sampler against general adaptive and non-adaptive samplers, in one run.
 
 ``python -m steering.tools.bench`` (quick) or ``--full``; ``--beam-time`` compares at equal beam time
-instead (`steering.tools.bench_beam_time`). For every image, at each
+instead (`steering.tools.bench_beam_time`), ``--channels`` steers on several channels at once
+(`steering.tools.bench_channels`). For every image, at each
 measured fraction, it scores the reconstruction of
 
 - ``sampler``: this package's `Sampler` with the shipped ERD model,
@@ -21,7 +22,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +29,9 @@ import numpy as np
 from ..images import load_image
 from ..loop import run
 from ..metrics import quality
-from ..reconstruction import reconstruct_linear
 from ..sampler import Sampler
 from ..stopping import StopCriteria
+from .baselines import decision_times, grid_points, reconstruct_from_points, run_learner2d
 
 __all__ = ["benchmark_images", "grid_points", "run_sampler", "run_learner2d", "decision_times", "main"]
 
@@ -74,19 +74,6 @@ def benchmark_images(data_dir: Path, *, full: bool = False, skimage: bool = True
     return images
 
 
-def grid_points(shape: tuple[int, int], fraction: float) -> np.ndarray:
-    """A regular grid (corners included) of about ``fraction`` of the pixels."""
-    H, W = shape
-    s = np.sqrt(fraction)
-    nr, nc = max(2, round(H * s)), max(2, round(W * s))
-    rr, cc = np.meshgrid(np.round(np.linspace(0, H - 1, nr)), np.round(np.linspace(0, W - 1, nc)), indexing="ij")
-    return np.unique(np.column_stack([rr.ravel(), cc.ravel()]).astype(np.int64), axis=0)
-
-
-def _recon_from_points(truth, pts):
-    return reconstruct_linear(truth.shape, pts, truth[pts[:, 0], pts[:, 1]])
-
-
 def run_sampler(truth: np.ndarray, fractions, *, seed: int = 0, model=None, batch_size=None) -> dict:
     """Drive a `Sampler` on a known image; reconstruction at each fraction, and timings."""
     N = truth.size
@@ -116,88 +103,6 @@ def run_sampler(truth: np.ndarray, fractions, *, seed: int = 0, model=None, batc
     return out
 
 
-def run_learner2d(truth: np.ndarray, fractions, *, batch: int = 50, max_idle_asks: int = 200) -> dict:
-    """python-adaptive ``Learner2D``, points snapped to pixels, linear reconstruction.
-
-    The loss is Learner2D's default loss, except that triangles smaller than half a pixel cell get
-    zero loss (adaptive's ``resolution_loss_function``): snapped to pixels, finer points measure
-    nothing new, and on sharp edges the default loss would otherwise refine below a pixel forever.
-    If ``max_idle_asks`` asks in a row bring no new pixel, the learner is stopped where it is.
-    """
-    import adaptive
-    from adaptive.learner.learner2D import resolution_loss_function
-
-    H, W = truth.shape
-    seen: dict[tuple[int, int], float] = {}
-
-    def snap(xy):
-        return min(max(int(round(xy[0])), 0), H - 1), min(max(int(round(xy[1])), 0), W - 1)
-
-    min_side = float(np.sqrt(0.5 / (max(H - 1, 1) * max(W - 1, 1))))
-    learner = adaptive.Learner2D(
-        lambda xy: float(truth[snap(xy)]),
-        bounds=[(0, H - 1), (0, W - 1)],
-        loss_per_triangle=resolution_loss_function(min_distance=min_side),
-    )
-    out: dict = {"recon": {}, "ask_times": []}
-    idle = 0
-    for t in sorted(fractions):
-        target = int(round(t * truth.size))
-        while len(seen) < target and idle < max_idle_asks:
-            t0 = time.perf_counter()
-            pts, _ = learner.ask(min(batch, target - len(seen)))
-            out["ask_times"].append(time.perf_counter() - t0)
-            before = len(seen)
-            for p in pts:
-                rc = snap(p)
-                seen[rc] = float(truth[rc])
-                learner.tell(p, seen[rc])
-            idle = idle + 1 if len(seen) == before else 0
-        pts = np.array(list(seen.keys()), dtype=np.int64)
-        out["recon"][t] = _recon_from_points(truth, pts)
-    out["ask_times"] = np.asarray(out["ask_times"])
-    return out
-
-
-def decision_times(
-    shape: tuple[int, int], *, fraction: float = 0.1, batch: int = 50, steps: int = 30, seed: int = 0, model=None
-) -> dict:
-    """Time ``ask`` and ``tell`` for batches of ``batch`` on a grid with ``fraction`` measured.
-
-    The sample is a synthetic particle image of that shape. The state is reached by the initial
-    pattern plus random points up to ``fraction``, then ``steps`` ask/tell rounds are timed.
-    """
-    from ..synthetic import synthetic_image
-
-    rng = np.random.default_rng(seed)
-    side = max(shape)
-    truth = synthetic_image("particles", side, rng=rng)[: shape[0], : shape[1]]
-    s = Sampler(
-        shape, model=model, batch_size=batch, stop=StopCriteria(max_fraction=min(1.0, fraction * 1.5)), seed=seed
-    )
-    p = s.ask()
-    s.tell(p, truth[p[:, 0], p[:, 1]])
-    free = np.flatnonzero(~s.measured_mask)
-    extra = rng.choice(free, max(0, int(fraction * truth.size) - s.n_measured), replace=False)
-    p = np.stack(np.divmod(extra, shape[1]), axis=1)
-    s.tell(p, truth[p[:, 0], p[:, 1]])
-    asks, tells = [], []
-    pos = None
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        p = s.ask(start=pos)
-        t1 = time.perf_counter()
-        s.tell(p, truth[p[:, 0], p[:, 1]])
-        t2 = time.perf_counter()
-        asks.append(t1 - t0)
-        tells.append(t2 - t1)
-        pos = p[-1]
-    a, t = np.asarray(asks), np.asarray(tells)
-    return {"shape": list(shape), "fraction": fraction, "batch": batch, "steps": steps,
-            "ask_median_ms": 1e3 * float(np.median(a)), "ask_max_ms": 1e3 * float(a.max()),
-            "tell_median_ms": 1e3 * float(np.median(t)), "tell_max_ms": 1e3 * float(t.max())}  # fmt: skip
-
-
 def _fmt_table(rows: list[dict]) -> str:
     cols = ["image", "fraction", "method", "psnr", "ssim", "nrmse"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -222,9 +127,14 @@ def main(argv=None) -> int:
     ap.add_argument("--no-speed", action="store_true", help="skip the 512x512 / 1024x1024 decision-time check")
     ap.add_argument("--beam-time", action="store_true",
                     help="compare fly mode, point mode and coarse fly rasters at equal beam time on the data folder")
+    ap.add_argument("--channels", action="store_true",
+                    help="steer on several channels at once (pairs and triples of the data folder's images) against "
+                         "steering on the first channel, on their sum, a grid and Learner2D on the sum")
     args = ap.parse_args(argv)
     if args.beam_time:
         return _main_beam_time(args)
+    if args.channels:
+        return _main_channels(args)
 
     from tqdm import tqdm
 
@@ -245,9 +155,9 @@ def main(argv=None) -> int:
         for f in fractions:
             n = int(round(f * truth.size))
             recons = {m: r["recon"][f] for m, r in res.items()}
-            recons["grid"] = _recon_from_points(truth, grid_points(truth.shape, f))
+            recons["grid"] = reconstruct_from_points(truth, grid_points(truth.shape, f))
             flat = rng.choice(truth.size, n, replace=False)
-            recons["random"] = _recon_from_points(truth, np.stack(np.divmod(flat, truth.shape[1]), axis=1))
+            recons["random"] = reconstruct_from_points(truth, np.stack(np.divmod(flat, truth.shape[1]), axis=1))
             for m, img in recons.items():
                 rows.append(
                     {"image": name, "shape": list(truth.shape), "fraction": f, "method": m, **quality(truth, img)}
@@ -308,6 +218,39 @@ def _main_beam_time(args) -> int:
     if speed is not None:
         report += "\n\n" + format_fly_decision_times(speed)
     (args.out / "beam_time.md").write_text(report + "\n")
+    print(report)
+    return 0
+
+
+def _main_channels(args) -> int:
+    from tqdm import tqdm
+
+    from ..erd import load_model
+    from .bench_channels import (
+        channel_decision_times,
+        channel_sets,
+        channels_benchmark,
+        format_channel_decision_times,
+        format_channels,
+    )
+
+    data = args.data or default_data_dir()
+    sets = channel_sets(benchmark_images(data, full=False, skimage=False))
+    if args.only:
+        sets = {k: v for k, v in sets.items() if args.only in k}
+    if not sets:
+        print(f"no channel sets from the images in {data}", file=sys.stderr)
+        return 2
+    with tqdm(total=len(sets), desc="channel sets", file=sys.stderr) as bar:
+        rows = channels_benchmark(sets, model=load_model(args.model), seed=args.seed,
+                                  learner2d=not args.no_learner2d, progress=bar.update)
+    speed = None if args.no_speed else channel_decision_times((512, 512), (1, 4), seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "channels.json").write_text(json.dumps({"rows": rows, "decision_times": speed}, indent=1))
+    report = format_channels(rows)
+    if speed is not None:
+        report += "\n\n" + format_channel_decision_times(speed)
+    (args.out / "channels.md").write_text(report + "\n")
     print(report)
     return 0
 
