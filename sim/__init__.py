@@ -6,10 +6,10 @@ The ophyd-based parts load lazily, so ``python -m sim.ioc`` never starts a Chann
 from importlib import import_module
 
 from sim.clock import SimClock
-from sim.sample import SampleImage, default_sample
+from sim.sample import SampleImage, default_sample, element_maps
 
 __all__ = ["SampleImage", "SimClock", "SimulatedDetector", "SimulatedMicroscope", "SimulatedMotor", "FaultyDetector",
-           "default_sample"]
+           "default_sample", "element_maps"]
 
 _LAZY = {"SimulatedDetector": "sim.microscope", "SimulatedMicroscope": "sim.microscope",
          "SimulatedMotor": "sim.microscope", "FaultyDetector": "sim.faults"}

@@ -7,7 +7,8 @@ line overhead, then one pixel time per pixel; a flight of one pixel is a step: s
 records, for every pixel crossed, the sample averaged over the stretch the beam swept during that
 pixel's dwell, with Poisson noise if the microscope has a flux. The pixels it collects go to
 ``primary`` with the fields a step scan stores: the detector, both axes, and the tags the plan
-passes (the sampler batch, whether a point was a probe).
+passes (the sampler batch, whether a point was a probe). A microscope with element maps records
+each element too (``{det}_{element}``, each element's own draws), the detector field their sum.
 """
 
 from __future__ import annotations
@@ -99,17 +100,31 @@ class SimulatedFlyer(Device):
             clock.advance(timing.line_overhead)
             pixel_time = timing.pixel_time_over(step)
         sweep = (np.arange(_SWEEP_SAMPLES) + 0.5) / _SWEEP_SAMPLES - 0.5  # offsets across one pixel's stretch
-        means = scope.optics.values_at(np.full(len(xs) * len(sweep), y), (xs[:, None] + sweep * step).ravel())
-        means = means.reshape(len(xs), len(sweep)).mean(axis=1)
-        flux, peak = float(scope.det.flux.get()), scope.optics.peak
-        if flux > 0:
-            means = scope.rng.poisson(np.maximum(means, 0.0) / peak * flux * pixel_time) if peak > 0 else 0 * means
+        flux = float(scope.det.flux.get())
+
+        def swept(optics):
+            means = optics.values_at(np.full(len(xs) * len(sweep), y), (xs[:, None] + sweep * step).ravel())
+            return means.reshape(len(xs), len(sweep)).mean(axis=1)
+
+        elements = {}
+        if scope.elements:  # each element on its own map, with its own draws; the detector reads their sum
+            for element in scope.elements:
+                optics = scope.element_optics[element]
+                elements[element] = np.asarray(optics.noisy(swept(optics), dwell=pixel_time, flux=flux,
+                                                            rng=scope.rng), dtype=np.float64)
+            means = np.sum(list(elements.values()), axis=0)
+        else:
+            means, peak = swept(scope.optics), scope.optics.peak
+            if flux > 0:
+                means = scope.rng.poisson(np.maximum(means, 0.0) / peak * flux * pixel_time) if peak > 0 else 0 * means
         now = time.time()
         for x in xs.tolist():
             clock.advance(pixel_time)
             scope.det.exposures_.append((y, x))
         n = len(xs)
-        data = {scope.det.name: means.astype(float).tolist(), scope.y.name: [y] * n, scope.x.name: xs.tolist(),
+        data = {scope.det.name: means.astype(float).tolist(),
+                **{self._element_field(element): counts.tolist() for element, counts in elements.items()},
+                scope.y.name: [y] * n, scope.x.name: xs.tolist(),
                 **{tag: [value] * n for tag, value in flight["tags"].items()}}
         # a flight not collected before the next (one flown again after a pause) is dropped
         self._page = {"data": data, "timestamps": {key: [now] * n for key in data}, "time": [now] * n}
@@ -119,14 +134,20 @@ class SimulatedFlyer(Device):
         self.flights_ += 1
         return _done((clock.now - began) * scope.time_scale)
 
+    def _element_field(self, element: str) -> str:
+        """The field of one element: the name of the detector's signal for it (``sim_det_fe``)."""
+        return getattr(self.scope.det.elements, element).name
+
     def complete(self) -> Status:
         """The flight is over when `kickoff` returns (simulated time)."""
         return _done()
 
     def describe_collect(self) -> dict:
-        """One stream, ``primary``: the detector, both axes and the tags."""
+        """One stream, ``primary``: the detector (and, with element maps, each element), both axes and the tags."""
         scope = self.scope
         keys = {scope.det.name: {"source": f"SIM:{scope.det.name}", "dtype": "number", "shape": []},
+                **{self._element_field(element): {"source": f"SIM:{self._element_field(element)}", "dtype": "number",
+                                                  "shape": []} for element in scope.elements},
                 scope.y.name: {"source": f"SIM:{scope.y.name}", "dtype": "number", "shape": [],
                                "units": scope.y.egu},
                 scope.x.name: {"source": f"SIM:{scope.x.name}", "dtype": "number", "shape": [],

@@ -13,6 +13,13 @@ dry-run and tested without a beamline:
     A scaler record: writing 1 to ``.CNT`` counts for ``.TP`` seconds at the current stage position,
     then ``.S1`` holds the clock ticks, ``.S2`` the sample signal and ``.CNT`` returns to 0 (the put
     completes then, as on a real scaler).
+``{prefix}scaler1.S3``, ``.S4``, ``.S5``, ``.NM3``, ``.NM4``, ``.NM5`` (with ``--elements``)
+    The sample is then the built-in multi-element sample (`sim.sample.element_maps`: iron, zinc,
+    copper), served as a beamline serves an energy-dispersive fluorescence detector whose
+    per-element regions of interest feed scaler channels: ``.S3``, ``.S4``, ``.S5`` count the
+    ``fe``, ``zn`` and ``cu`` maps over ``.TP`` at the stage position (each with its own Poisson
+    draw under ``--flux``, photons/s at that map's brightest value), ``.NM3`` to ``.NM5`` name them,
+    and ``.S2`` is their sum. The camera and the MCS read the summed map.
 ``{prefix}cam1:...``, ``{prefix}ROIStat1:1:...``
     An areaDetector-style camera (``Acquire``, ``AcquireTime``, ``ImageMode``, ``NumImages``,
     ``WaitForPlugins``, ``ArrayCounter_RBV``) and one ROI-statistics region (``MinX``, ``MinY``,
@@ -25,7 +32,8 @@ dry-run and tested without a beamline:
 
 Readings: the sample image (bilinear between pixels) at the motors' readbacks, a Poisson photon
 count when ``--flux`` is given. ``--served-log`` appends one CSV line per reading served
-(``detector,y,x,value``) so a test can compare what reached the catalog with what was served.
+(``detector,y,x,value``) so a test can compare what reached the catalog with what was served; with
+``--elements`` a scaler count also logs each element's channel (detector ``{prefix}scaler1.S3`` ...).
 
 The server binds to 127.0.0.1 and sends beacons to 127.0.0.1 only (it sets
 ``EPICS_CAS_INTF_ADDR_LIST=127.0.0.1``, ``EPICS_CAS_AUTO_BEACON_ADDR_LIST=NO``,
@@ -52,7 +60,7 @@ from caproto.asyncio.server import Context as AsyncioContext
 from caproto.server import PVGroup, pvproperty
 from caproto.server import common as caproto_server_common
 
-from sim.sample import SampleImage, spot_pattern
+from sim.sample import SampleImage, element_maps, spot_pattern
 
 __all__ = ["SimulatedMotorRecord", "SimulatedScaler", "SimulatedROICamera", "SimulatedMCS", "Beam", "MAX_BINS",
            "build_ioc", "main", "move_phases", "trapezoid_distance", "Move"]
@@ -389,11 +397,16 @@ class Beam:
         Seed of the counting noise.
     served_log : path or None
         Append ``detector,y,x,value`` per reading served.
+    elements : dict of str to SampleImage, optional
+        A multi-element sample: each element's map on the stage coordinates of ``sample`` (which
+        should be their sum); `count_elements` counts them.
     """
 
     def __init__(self, sample: SampleImage, y_motor: SimulatedMotorRecord, x_motor: SimulatedMotorRecord, *,
-                 flux: float = 0.0, seed: int | None = None, served_log: str | Path | None = None):
+                 flux: float = 0.0, seed: int | None = None, served_log: str | Path | None = None,
+                 elements: dict[str, SampleImage] | None = None):
         self.sample = sample
+        self.elements = dict(elements or {})
         self.y_motor, self.x_motor = y_motor, x_motor
         self.flux = float(flux)
         self.rng = np.random.default_rng(seed)
@@ -409,6 +422,17 @@ class Beam:
         y, x = self.y_motor.position, self.x_motor.position
         return self.sample.count(y, x, dwell=dwell, flux=self.flux, rng=self.rng), y, x
 
+    def count_elements(self, dwell: float) -> tuple[dict[str, float], float, float]:
+        """One reading of every element for ``dwell`` seconds: ``({element: value}, y, x)``.
+
+        Each element is counted on its own map, in order, with its own Poisson draw when there is a
+        flux (photons per second at that map's brightest value).
+        """
+        y, x = self.y_motor.position, self.x_motor.position
+        values = {element: image.count(y, x, dwell=dwell, flux=self.flux, rng=self.rng)
+                  for element, image in self.elements.items()}
+        return values, y, x
+
     def log(self, detector: str, y: float, x: float, value: float) -> None:
         """Record a reading served (full float precision)."""
         self.served_ += 1
@@ -419,8 +443,13 @@ class Beam:
 class SimulatedScaler(PVGroup):
     """A scaler record at PV ``prefix``: ``.CNT``, ``.TP``, ``.CONT``, ``.FREQ``, ``.T``, ``.S1``, ``.S2``.
 
-    ``.S1`` counts the clock (``.FREQ`` x ``.TP``), ``.S2`` the sample signal.
+    ``.S1`` counts the clock (``.FREQ`` x ``.TP``), ``.S2`` the sample signal. The subclass
+    `with_channels` makes has one more channel per element of a multi-element `Beam` (``.S3``,
+    ``.S4``, ... named by ``.NM3``, ``.NM4``, ...), and ``.S2`` is then their sum.
     """
+
+    channels: tuple[str, ...] = ()
+    """Element names of the channels after ``.S2``, in order (none here; see `with_channels`)."""
 
     count = pvproperty(name=".CNT", dtype=ChannelType.ENUM, enum_strings=("Done", "Count"), value="Done")
     preset_time = pvproperty(name=".TP", value=1.0, precision=4)
@@ -435,6 +464,36 @@ class SimulatedScaler(PVGroup):
     def __init__(self, prefix: str, *, beam: Beam, **kwargs):
         super().__init__(prefix, **kwargs)
         self.beam = beam
+        missing = [element for element in self.channels if element not in beam.elements]
+        if missing:
+            raise ValueError(f"scaler channels {missing} have no element map in the beam "
+                             f"(it has {sorted(beam.elements)})")
+
+    @classmethod
+    def with_channels(cls, elements) -> type[SimulatedScaler]:
+        """The scaler class with one more channel per element, from ``.S3`` on.
+
+        Parameters
+        ----------
+        elements : sequence of str
+            Element names (at most 62: a scaler record has 64 channels), in channel order: element
+            ``k`` (from 0) is counted in ``.S{k + 3}``, named by the string ``.NM{k + 3}``.
+
+        Returns
+        -------
+        type
+            A subclass of ``cls`` with those channels; its ``channels`` is ``tuple(elements)``.
+        """
+        elements = tuple(str(element) for element in elements)
+        if not 1 <= len(elements) <= 62 or len(set(elements)) != len(elements):
+            raise ValueError(f"scaler channels need 1 to 62 distinct element names, got {elements}")
+        namespace = {"channels": elements, "__module__": cls.__module__,
+                     "__doc__": f"A scaler record with the element channels {', '.join(elements)} after .S2."}
+        for k, element in enumerate(elements, start=3):
+            namespace[f"channel_{k}"] = pvproperty(name=f".S{k}", value=0.0, read_only=True)
+            namespace[f"channel_name_{k}"] = pvproperty(name=f".NM{k}", value=element, dtype=ChannelType.STRING,
+                                                        read_only=True)
+        return type(f"{cls.__name__}_{'_'.join(elements)}", (cls,), namespace)
 
     @count.putter
     async def count(self, instance, value):
@@ -444,11 +503,21 @@ class SimulatedScaler(PVGroup):
         dwell = max(float(self.preset_time.value), 0.0)
         if dwell > 0:
             await asyncio.sleep(dwell)
-        value, y, x = self.beam.count(dwell)
+        if self.channels:
+            counts, y, x = self.beam.count_elements(dwell)
+            counts = {element: counts[element] for element in self.channels}
+            value = float(sum(counts.values()))
+        else:
+            counts = {}
+            value, y, x = self.beam.count(dwell)
         await self.elapsed.write(dwell)
         await self.clock.write(dwell * float(self.frequency.value))
+        for k, count in enumerate(counts.values(), start=3):
+            await getattr(self, f"channel_{k}").write(count)
         await self.signal.write(value)
         self.beam.log(self.prefix, y, x, value)
+        for k, count in enumerate(counts.values(), start=3):
+            self.beam.log(f"{self.prefix}.S{k}", y, x, count)
         return "Done"
 
 
@@ -725,13 +794,18 @@ class LowLatencyContext(AsyncioContext):
 
 def build_ioc(sample: SampleImage, *, prefix: str = "sim:", y_motor: str = "m2", x_motor: str = "m1",
               velocity: float = 100.0, settle_time: float = 0.0, limits=None, flux: float = 0.0,
-              frame_shape=(16, 16), seed: int | None = None, served_log=None, acceleration: float = 0.0):
+              frame_shape=(16, 16), seed: int | None = None, served_log=None, acceleration: float = 0.0,
+              elements: dict[str, SampleImage] | None = None):
     """The IOC's parts and its PV database.
 
     Parameters
     ----------
     sample : SampleImage
-        The sample on stage coordinates.
+        The sample on stage coordinates (with ``elements``: their sum, which the camera, the MCS and
+        the scaler's ``.S2`` serve).
+    elements : dict of str to SampleImage, optional
+        A multi-element sample: the scaler counts each element in a channel of its own from ``.S3``
+        on (`SimulatedScaler.with_channels`).
     prefix : str
         Prefix of every PV.
     y_motor, x_motor : str
@@ -762,8 +836,9 @@ def build_ioc(sample: SampleImage, *, prefix: str = "sim:", y_motor: str = "m2",
                              settle_time=settle_time)
     x = SimulatedMotorRecord(prefix + x_motor, velocity=velocity, acceleration=acceleration, limits=limits,
                              settle_time=settle_time)
-    beam = Beam(sample, y, x, flux=flux, seed=seed, served_log=served_log)
-    scaler = SimulatedScaler(prefix + "scaler1", beam=beam)
+    beam = Beam(sample, y, x, flux=flux, seed=seed, served_log=served_log, elements=elements)
+    scaler_class = SimulatedScaler.with_channels(beam.elements) if beam.elements else SimulatedScaler
+    scaler = scaler_class(prefix + "scaler1", beam=beam)
     camera = SimulatedROICamera(prefix, beam=beam, frame_shape=frame_shape)
     mcs = SimulatedMCS(prefix + "mcs:", beam=beam)
     pvdb = {}
@@ -778,7 +853,13 @@ def build_ioc(sample: SampleImage, *, prefix: str = "sim:", y_motor: str = "m2",
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sim.ioc", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--image", default=None, help="sample image (TIFF/PNG/JPEG/NPY); default: the built-in sample")
+    samples = p.add_mutually_exclusive_group()
+    samples.add_argument("--image", default=None,
+                         help="sample image (TIFF/PNG/JPEG/NPY); default: the built-in sample")
+    samples.add_argument("--elements", action="store_true",
+                         help="serve the built-in multi-element sample (fe, zn, cu maps of 128x128 px): each "
+                              "element counted in a scaler channel, .S3 .S4 .S5 named by .NM3 .NM4 .NM5, "
+                              ".S2 their sum")
     p.add_argument("--prefix", default="sim:", help="prefix of every PV")
     p.add_argument("--y-motor", default="m2", help="y motor record name after the prefix")
     p.add_argument("--x-motor", default="m1", help="x motor record name after the prefix")
@@ -808,14 +889,22 @@ def main(argv: list[str] | None = None) -> None:
     for label in ("velocity", "acceleration", "settle_time", "dwell", "flux"):
         if getattr(args, label) < 0:
             raise SystemExit(f"--{label.replace('_', '-')} must be >= 0, got {getattr(args, label)}")
+    elements = None
     try:
-        sample = SampleImage(args.image, pixel_size=args.pixel_size, origin=args.origin)
+        if args.elements:
+            maps = element_maps()
+            elements = {name: SampleImage(image, pixel_size=args.pixel_size, origin=args.origin)
+                        for name, image in maps.items()}
+            sample = SampleImage(np.sum(list(maps.values()), axis=0), pixel_size=args.pixel_size,
+                                 origin=args.origin)
+        else:
+            sample = SampleImage(args.image, pixel_size=args.pixel_size, origin=args.origin)
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"--image: {exc}") from None
+        raise SystemExit(f"--{'elements' if args.elements else 'image'}: {exc}") from None
     parts, pvdb = build_ioc(sample, prefix=args.prefix, y_motor=args.y_motor, x_motor=args.x_motor,
                             velocity=args.velocity, settle_time=args.settle_time, limits=args.limits,
                             flux=args.flux, frame_shape=args.frame_shape, seed=args.seed,
-                            served_log=args.served_log, acceleration=args.acceleration)
+                            served_log=args.served_log, acceleration=args.acceleration, elements=elements)
     if args.list_pvs:
         print("\n".join(sorted(pvdb)))
         return
@@ -836,8 +925,9 @@ def main(argv: list[str] | None = None) -> None:
         await parts["camera"].acquire_time_rbv.write(args.dwell)
         h, w = sample.shape
         y0, y1, x0, x1 = sample.extent()
+        kind = f"elements {', '.join(elements)}" if elements else "sample"
         print(f"{READY_LINE}: {len(pvdb)} PVs with prefix {args.prefix!r} on {LOOPBACK}:{port}; "
-              f"sample {h}x{w} px, y {y0:g}..{y1:g}, x {x0:g}..{x1:g} um; started {time.strftime('%H:%M:%S')}",
+              f"{kind} {h}x{w} px, y {y0:g}..{y1:g}, x {x0:g}..{x1:g} um; started {time.strftime('%H:%M:%S')}",
               flush=True)
 
     async def serve():

@@ -9,19 +9,21 @@ without waiting it out (``time_scale > 0`` also spends a fraction of it in real 
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import numpy as np
 from ophyd import Component as Cpt
 from ophyd import Device, Kind, Signal
+from ophyd import DynamicDeviceComponent as DDCpt
 from ophyd.status import Status
 from ophyd.utils import LimitError, ReadOnlyError
 
 from sim.clock import SimClock
 from sim.flyer import SimulatedFlyer
-from sim.sample import SampleImage, default_sample, spot_pattern
+from sim.sample import SampleImage, check_element_maps, default_sample, spot_pattern
 
-__all__ = ["SimulatedMotor", "SimulatedDetector", "SimulatedMicroscope", "default_sample"]
+__all__ = ["SimulatedMotor", "SimulatedDetector", "SimulatedMicroscope", "default_sample", "detector_class"]
 
 
 def _finished_after(obj, seconds: float) -> Status:
@@ -128,6 +130,11 @@ class SimulatedDetector(Device):
     drawn for ``dwell`` seconds; with ``flux = 0`` it is the noiseless sample value. With a frame
     shape, a 2-D ``frame`` (a spot whose sum is the reading) is read as well.
 
+    A microscope with element maps (a multi-element sample) has a detector of the class
+    `detector_class` makes: one more hinted signal per element, ``elements.<element>``, read as
+    ``{name}_{element}`` (each element measured, and Poisson-counted, on its own map), and the
+    reading ``{name}`` is then their sum, of kind normal (read, not hinted).
+
     Attributes
     ----------
     triggers_ : int
@@ -157,14 +164,68 @@ class SimulatedDetector(Device):
         dwell = float(self.dwell.get())
         scope.clock.wait_for_motion()
         scope.clock.advance(dwell + (scope.timing.settle if scope.timing is not None else 0.0))
-        value = scope.optics.count(scope.y.position, scope.x.position, dwell=dwell,
-                                   flux=float(self.flux.get()), rng=scope.rng)
+        flux = float(self.flux.get())
+        if scope.elements:
+            value = 0.0
+            for element in scope.elements:  # one independent draw per element, in order
+                count = scope.element_optics[element].count(scope.y.position, scope.x.position, dwell=dwell,
+                                                             flux=flux, rng=scope.rng)
+                getattr(self.elements, element).put(count)
+                value += count
+        else:
+            value = scope.optics.count(scope.y.position, scope.x.position, dwell=dwell, flux=flux, rng=scope.rng)
         self.value.put(value)
         if scope.frame_shape is not None:
             self.frame.put(value * scope.frame_pattern_)
         self.triggers_ += 1
         self.exposures_.append((scope.y.position, scope.x.position))
         return _finished_after(self, dwell * scope.time_scale)
+
+
+_DETECTOR_CLASSES: dict[tuple[str, ...], type] = {}
+
+
+def detector_class(elements: tuple[str, ...]) -> type[SimulatedDetector]:
+    """The `SimulatedDetector` subclass of a multi-element sample: one hinted signal per element.
+
+    Parameters
+    ----------
+    elements : tuple of str
+        Element names (identifiers, e.g. ``("fe", "zn", "cu")``), in reading order.
+
+    Returns
+    -------
+    type
+        A subclass with a sub-device ``elements`` holding a signal per element
+        (``det.elements.fe``); the microscope names each ``{det.name}_{element}``. The same
+        tuple gives the same class.
+    """
+    elements = tuple(elements)
+    if elements in _DETECTOR_CLASSES:
+        return _DETECTOR_CLASSES[elements]
+    reserved = [e for e in elements if hasattr(Device, e)]
+    if reserved:
+        raise ValueError(f"element names {reserved} are reserved: attributes of an ophyd Device")
+    defn = {element: (Signal, None, {"value": 0.0, "kind": Kind.hinted}) for element in elements}
+    namespace = {"elements": DDCpt(defn, kind=Kind.normal, doc="One signal per element, hinted."),
+                 "__module__": __name__,
+                 "__doc__": f"A `SimulatedDetector` reading the elements {', '.join(elements)} and their sum."}
+    cls = type(f"SimulatedDetector_{'_'.join(elements)}", (SimulatedDetector,), namespace)
+    _DETECTOR_CLASSES[elements] = cls
+    return cls
+
+
+class _DetectorComponent(Cpt):
+    """The microscope's ``det``: a `SimulatedDetector`, of the class `detector_class` makes when the
+    microscope (before ophyd builds its components) has set ``_element_names``."""
+
+    def create_component(self, instance):
+        elements = instance.__dict__.get("_element_names", ())
+        if not elements:
+            return super().create_component(instance)
+        component = copy.copy(self)
+        component.cls = detector_class(tuple(elements))
+        return Cpt.create_component(component, instance)
 
 
 class SimulatedBeamTime(Signal):
@@ -188,8 +249,13 @@ class SimulatedMicroscope(Device):
 
     Parameters
     ----------
-    sample : array, path or None
-        The sample: a 2-D array, or a TIFF/PNG/JPEG/NPY file. None: `default_sample`.
+    sample : array, path, dict or None
+        The sample: a 2-D array, or a TIFF/PNG/JPEG/NPY file. None: `default_sample`. A dict of
+        element name -> 2-D array (all of one shape, names Python identifiers; e.g.
+        `sim.sample.element_maps`) makes a multi-element sample: the detector reads one hinted
+        field per element, ``{name}_det_{element}``, each measured on its own map (with its own
+        Poisson draw under ``flux``, ``flux`` being photons/s at that map's brightest value), and
+        ``{name}_det`` reads their sum (kind normal, no longer hinted).
     name : str
         Device name; the fields read are ``{name}_y``, ``{name}_x`` and ``{name}_det``.
     extent : ((y0, y1), (x0, x1)) or None
@@ -222,18 +288,29 @@ class SimulatedMicroscope(Device):
     ----------
     clock : SimClock
         Simulated beam time spent so far (``beam_time``, a signal, reads it).
+    elements : tuple of str
+        The element names of a multi-element sample, in reading order; ``()`` for a single image.
+    element_samples : dict of str to ndarray
+        The element maps (``{}`` for a single image); ``sample`` is then their sum.
+    element_optics : dict of str to SampleImage
+        Each element map on the stage coordinates of ``sample``.
     flyer : sim.flyer.SimulatedFlyer
         Flies the stage along a row (needs ``timing``).
     """
 
     y = Cpt(SimulatedMotor)
     x = Cpt(SimulatedMotor)
-    det = Cpt(SimulatedDetector)
+    det = _DetectorComponent(SimulatedDetector)
     beam_time = Cpt(SimulatedBeamTime, value=0.0, kind=Kind.omitted)
 
     def __init__(self, sample=None, *, name: str = "sim", extent=None, pixel_size=1.0, origin=(0.0, 0.0),
                  velocity: float = 100.0, settle_time: float = 0.0, dwell: float = 0.01, flux: float = 0.0,
                  frame_shape=None, time_scale: float = 0.0, seed: int | None = None, timing=None, **kwargs):
+        maps = check_element_maps(sample) if isinstance(sample, dict) else {}
+        self._element_names = tuple(maps)  # read by the ``det`` component while ophyd builds it
+        if maps:
+            detector_class(self._element_names)  # refuses reserved names before anything is built
+            sample = np.sum([maps[element] for element in maps], axis=0)
         super().__init__("", name=name, **kwargs)
         if timing is not None:
             velocity, dwell = timing.velocity, timing.dwell
@@ -249,6 +326,15 @@ class SimulatedMicroscope(Device):
                 raise ValueError(f"{label} must be >= 0, got {v}")
         self.optics = optics
         self.sample = optics.image
+        self.elements: tuple[str, ...] = tuple(maps)
+        self.element_samples: dict[str, np.ndarray] = maps
+        self.element_optics: dict[str, SampleImage] = {
+            element: SampleImage(image, pixel_size=optics.pixel_yx, origin=optics.origin)
+            for element, image in maps.items()}
+        if maps:
+            self.det.value.kind = Kind.normal  # the sum: read, not hinted
+            for element in maps:
+                getattr(self.det.elements, element).name = f"{self.det.name}_{element}"
         self.sample_peak_ = optics.peak
         self.pixel_size = optics.pixel_size
         self.origin = optics.origin
@@ -285,6 +371,10 @@ class SimulatedMicroscope(Device):
     def sample_at(self, y: float, x: float) -> float:
         """The noiseless sample value seen with the beam at stage position (y, x)."""
         return self.optics.value_at(y, x)
+
+    def elements_at(self, y: float, x: float) -> dict[str, float]:
+        """The noiseless value of each element map at stage position (y, x) (``{}`` for a single image)."""
+        return {element: optics.value_at(y, x) for element, optics in self.element_optics.items()}
 
     def raster_time(self, y_num: int | None = None, x_num: int | None = None) -> float:
         """Simulated seconds of a full serpentine raster over the sample (``y_num`` x ``x_num`` points)."""
