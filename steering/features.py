@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import Delaunay
 
-__all__ = ["FEATURE_NAMES", "N_FEATURES", "triangle_geometry", "triangle_features", "pixel_features"]
+__all__ = ["FEATURE_NAMES", "N_FEATURES", "triangle_geometry", "triangle_rings", "triangle_features", "pixel_features"]
 
 FEATURE_NAMES = (
     "log_distance",
@@ -46,7 +46,20 @@ def triangle_geometry(tri: Delaunay) -> dict:
             "neighbours": np.maximum(nb, 0), "valid": valid, "n_valid": valid.sum(axis=1)}
 
 
-def triangle_features(tri: Delaunay, values: np.ndarray, geometry: dict | None = None) -> np.ndarray:
+def triangle_rings(geometry: dict, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``rows`` (all triangles if None), with their neighbours, and with their neighbours' neighbours:
+    the triangles whose gradients and ranges `triangle_features` of ``rows`` depends on."""
+    if rows is None:
+        every = np.arange(len(geometry["neighbours"]))
+        return every, every, every
+    nb, valid = geometry["neighbours"], geometry["valid"]
+    ring0 = np.asarray(rows, dtype=np.int64)
+    ring1 = np.union1d(ring0, nb[ring0][valid[ring0]])
+    return ring0, ring1, np.union1d(ring1, nb[ring1][valid[ring1]])
+
+
+def triangle_features(tri: Delaunay, values: np.ndarray, geometry: dict | None = None,
+                      rows: np.ndarray | None = None) -> np.ndarray:
     """Per-triangle (size, vertex range, variation across, kink max, kink mean, and the largest vertex
     range and kink among the three neighbouring triangles).
 
@@ -58,29 +71,45 @@ def triangle_features(tri: Delaunay, values: np.ndarray, geometry: dict | None =
         Values at the points, already divided by the intensity scale.
     geometry : dict, optional
         `triangle_geometry` of ``tri``, where the caller has it (several channels share it).
+    rows : int array or tuple, optional
+        Only these triangles' features are needed (the others are left 0): a local refresh needs
+        the triangles holding its pixels, and computes what they depend on, two rings of
+        neighbours, instead of every triangle of its window. A tuple: `triangle_rings` of them,
+        where several channels share it.
 
     Returns
     -------
     (n_triangles, 7) float64 array
     """
     geo = triangle_geometry(tri) if geometry is None else geometry
-    e1, e2, det, size = geo["e1"], geo["e2"], geo["det"], geo["size"]
     nb, valid = geo["neighbours"], geo["valid"]
-    v = values[tri.simplices]  # (t, 3)
+    t = len(tri.simplices)
+    ring0, ring1, ring2 = triangle_rings(geo, rows) if rows is None or not isinstance(rows, tuple) else rows
+    e1, e2, det, size = geo["e1"][ring2], geo["e2"][ring2], geo["det"][ring2], geo["size"]
+    v = values[tri.simplices[ring2]]  # (t2, 3)
     dv = np.column_stack([v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]])
+    g = np.zeros((t, 2))
+    vrange = np.zeros(t)
     # Solve [e1; e2] g = dv for the plane gradient g.
-    g = np.column_stack(
+    g[ring2] = np.column_stack(
         [(dv[:, 0] * e2[:, 1] - dv[:, 1] * e1[:, 1]) / det, (e1[:, 0] * dv[:, 1] - e2[:, 0] * dv[:, 0]) / det]
     )
-    vrange = np.ptp(v, axis=1)
-    variation = np.linalg.norm(g, axis=1) * size
-    kink = np.linalg.norm(g[:, None, :] - g[nb], axis=2) * size[:, None]
-    kink = np.where(valid, kink, 0.0)
-    kmax = kink.max(axis=1)
-    kmean = kink.sum(axis=1) / np.maximum(geo["n_valid"], 1)
-    nb_range = np.where(valid, vrange[nb], 0.0).max(axis=1)
-    nb_kink = np.where(valid, kmax[nb], 0.0).max(axis=1)
-    return np.column_stack([size, vrange, variation, kmax, kmean, nb_range, nb_kink])
+    vrange[ring2] = np.ptp(v, axis=1)
+    kmax = np.zeros(t)
+    kink = np.linalg.norm(g[ring1][:, None, :] - g[nb[ring1]], axis=2) * size[ring1][:, None]
+    kink = np.where(valid[ring1], kink, 0.0)
+    kmax[ring1] = kink.max(axis=1)
+    out = np.zeros((t, 7))
+    at = ring0 if rows is not None else slice(None)
+    k0 = kink if len(ring1) == len(ring0) else kink[np.searchsorted(ring1, ring0)]
+    out[at, 0] = size[ring0]
+    out[at, 1] = vrange[ring0]
+    out[at, 2] = np.linalg.norm(g[ring0], axis=1) * size[ring0]
+    out[at, 3] = kmax[ring0]
+    out[at, 4] = k0.sum(axis=1) / np.maximum(geo["n_valid"][ring0], 1)
+    out[at, 5] = np.where(valid[ring0], vrange[nb[ring0]], 0.0).max(axis=1)
+    out[at, 6] = np.where(valid[ring0], kmax[nb[ring0]], 0.0).max(axis=1)
+    return out
 
 
 def pixel_features(

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial import cKDTree
 
-from .features import pixel_features, triangle_features, triangle_geometry
+from .features import pixel_features, triangle_features, triangle_geometry, triangle_rings
 from .reconstruction import interpolate_linear, mirror_for_thin_grid, reconstruct_linear, triangulate
 
 __all__ = ["SamplingMaps"]
@@ -103,6 +103,7 @@ class SamplingMaps:
         self.recon = self._recon[0] if C == 1 else self._recon
         self.scales = np.ones(C)
         self.offsets = np.zeros(C)
+        self._lowest, self._highest = np.full(C, np.inf), np.full(C, -np.inf)
         self.ready = False
         self.late = np.zeros(0, np.int64)
         self._staged: dict | None = None
@@ -120,16 +121,22 @@ class SamplingMaps:
         return float(self.offsets[0])
 
     @property
+    def value_range(self) -> float:
+        """The spread (highest - lowest) of the first channel's measured values."""
+        return float(self._highest[0] - self._lowest[0])
+
+    @property
     def measured_flat(self) -> np.ndarray:
         """Flat indices of the measured pixels, in the order they were added."""
         return np.concatenate(self.order) if self.order else np.zeros(0, np.int64)
 
     def channel(self, c: int) -> SimpleNamespace:
         """Channel ``c``'s maps as one channel's would be: ``n_measured``, ``ready``, ``measured``,
-        ``values``, ``recon``, ``erd`` (its own), ``scale`` (what `steering.signals.StopSignals` reads)."""
+        ``values``, ``recon``, ``erd`` (its own), ``scale``, ``value_range`` (what `steering.signals.StopSignals`
+        reads)."""
         return SimpleNamespace(n_measured=self.n_measured, ready=self.ready, measured=self.measured,
                                values=self._values[c], recon=self._recon[c], erd=self.channel_erd[c],
-                               scale=float(self.scales[c]))
+                               scale=float(self.scales[c]), value_range=float(self._highest[c] - self._lowest[c]))
 
     def reconstruction(self) -> np.ndarray:
         """A copy of the reconstruction ((H, W), or (C, H, W) with several channels); before `build`, one
@@ -171,6 +178,9 @@ class SamplingMaps:
                 self.missing[c].ravel()[flat[rows]] = True
         for c in range(self.channels):
             self._values[c].ravel()[flat] = vals[:, c]
+        if len(flat):
+            self._lowest = np.minimum(self._lowest, vals.min(axis=0))
+            self._highest = np.maximum(self._highest, vals.max(axis=0))
         self.measured.ravel()[flat] = True
         self.order.append(flat)
         self.n_measured += len(flat)
@@ -308,24 +318,30 @@ class SamplingMaps:
             self.erd.ravel()[query] = self.model.predict_erd(feats[0])
             return change
         erd = self.model.predict_erd(np.concatenate(feats)).reshape(self.channels, len(query))
-        combined = np.zeros(len(query), dtype=np.float64)
         for c in range(self.channels):
             self.channel_erd[c].ravel()[query] = erd[c]
+        combined = np.zeros(len(query), dtype=np.float64)
+        for c in range(self.channels):
             combined += self.weights[c] * erd[c]
         self.erd.ravel()[query] = combined
         return change
 
-    def _geometry(self, points: np.ndarray):
+    def _geometry(self, points: np.ndarray, *, features: bool = True):
         """Triangulation of measured ``points`` (flat indices), its vertex values ((n, C), scaled) and
-        each channel's triangle features."""
+        (with ``features``) each channel's triangle features."""
         pts = np.stack(np.divmod(points, self.shape[1]), axis=1).astype(np.float64)
         vals = (self._values.reshape(self.channels, -1)[:, points] / self.scales[:, None]).T
         mp, mv = mirror_for_thin_grid(pts, vals, self.shape)
         tri = triangulate(mp)
+        return tri, mv, self._triangle_features(tri, mv) if features else None
+
+    def _triangle_features(self, tri, mv: np.ndarray, rows=None):
+        """Each channel's `triangle_features` (of the triangles ``rows``, or of all)."""
         if tri is None:
-            return tri, mv, None
+            return None
         geometry = triangle_geometry(tri)
-        return tri, mv, [triangle_features(tri, mv[:, c], geometry) for c in range(self.channels)]
+        rings = None if rows is None else triangle_rings(geometry, rows)
+        return [triangle_features(tri, mv[:, c], geometry, rings) for c in range(self.channels)]
 
     def _reconstruct_and_featurise(self, query, points, *, update_distance: bool, geometry=None):
         """Linear reconstruction ((Q, C), scaled units) and each channel's features at ``query`` from
@@ -342,9 +358,11 @@ class SamplingMaps:
             d, i = cKDTree(pts).query(q)
             self.distance.ravel()[query] = d
             self.nearest.ravel()[query] = points[i]
-        tri, mv, tri_feats = self._geometry(points) if geometry is None else geometry
+        tri, mv, tri_feats = self._geometry(points, features=False) if geometry is None else geometry
         if tri is not None:
             recon, simplex = interpolate_linear(tri, mv, q)
+            if geometry is None:  # a local refresh: the features of the triangles its pixels lie in
+                tri_feats = self._triangle_features(tri, mv, np.unique(simplex[simplex >= 0]))
         else:
             recon, simplex = np.full((len(q), self.channels), np.nan), np.full(len(q), -1)
         nearest = self.nearest.ravel()[query]

@@ -148,6 +148,8 @@ class StopSignals:
     probes : bool
         Whether the scan measures random probes; ``ssim_estimate`` is then read off them
         (`estimate_ssim_at_probes`), else off the sampler's own picks (`estimate_ssim`).
+    ssim_pixels : int
+        Pixels `estimate_ssim` looks at, at most (larger grids are strided).
 
     Attributes
     ----------
@@ -157,9 +159,10 @@ class StopSignals:
         Beam time last reported (s).
     """
 
-    def __init__(self, error_window: int, *, probes: bool = False):
+    def __init__(self, error_window: int, *, probes: bool = False, ssim_pixels: int = 256 * 256):
         self.error_window = int(error_window)
         self.probes = bool(probes)
+        self.ssim_pixels = int(ssim_pixels)
         self.erd_reference: float | None = None
         self.beam_time: float | None = None
         self._started: float | None = None
@@ -224,8 +227,7 @@ class StopSignals:
         if len(self._changes) == self.error_window:
             s["recon_change"] = float(np.mean(self._changes))
         if len(self._probe_errors2) >= MIN_PROBES if self.probes else len(self._errors2) == self.error_window:
-            values = maps.values[maps.measured]
-            value_range = float(values.max() - values.min())
+            value_range = maps.value_range  # of the measured values
             if self.probes:
                 n_before, batch_errors2 = np.asarray(self._batch_errors2).T
                 s["ssim_estimate"] = estimate_ssim_at_probes(
@@ -234,7 +236,7 @@ class StopSignals:
             else:
                 s["ssim_estimate"] = estimate_ssim(
                     maps.recon, maps.measured, maps.erd, error2=float(np.mean(self._errors2)),
-                    pick_erd=float(np.mean(self._pick_erd)), value_range=value_range)
+                    pick_erd=float(np.mean(self._pick_erd)), value_range=value_range, max_pixels=self.ssim_pixels)
         return s
 
 
@@ -257,7 +259,9 @@ class ScanSignals:
 
     def __init__(self, error_window: int, *, probes: bool = False, weights=(1.0,)):
         self.weights = np.asarray(weights, dtype=np.float64)
-        self.per_channel = [StopSignals(error_window, probes=probes) for _ in self.weights]
+        # the SSIM estimates of all channels together look at as many pixels as one channel's would
+        self.per_channel = [StopSignals(error_window, probes=probes, ssim_pixels=256 * 256 // len(self.weights))
+                            for _ in self.weights]
 
     @property
     def beam_time(self) -> float | None:

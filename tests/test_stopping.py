@@ -261,7 +261,7 @@ def test_probes_are_random_points_seeded_and_counted(blobs):
     assert probed.n_measured == plain.n_measured  # probes come out of the batch, not on top of it
     # two probes in each full batch of 20 once the initial pattern is measured
     full_batches = sum(len(b) == 20 for b in probed_batches[1:])
-    records, plain_records = probed._signals, plain._signals
+    records, plain_records = probed._signals.per_channel[0], plain._signals.per_channel[0]
     assert 2 * full_batches <= len(records._probe_errors2) <= 2 * full_batches + 1
     assert len(records._probe_var) == len(records._probe_n) == len(records._probe_errors2)
     assert not probed._probing.any()
