@@ -103,8 +103,12 @@ def check_scan_options(value_field: Any, reduce: Any, maps_every: Any, timeout: 
     """
     from plans.values import REDUCERS
 
-    if value_field is not None and not isinstance(value_field, str):
-        raise TypeError(f"value_field must be the name of a field (a str) or None, got {value_field!r}")
+    if value_field is not None and not isinstance(value_field, str) and not (
+            isinstance(value_field, (list, tuple)) and value_field and all(isinstance(f, str) for f in value_field)):
+        raise TypeError(f"value_field must be the name of a field (a str), a list of them (one per channel) or None, "
+                        f"got {value_field!r}")
+    if isinstance(value_field, (list, tuple)) and len(set(value_field)) != len(value_field):
+        raise ValueError(f"value_field names a field twice: {list(value_field)}")
     if not isinstance(reduce, str) or reduce not in REDUCERS:
         raise ValueError(f"reduce must be one of {sorted(REDUCERS)}, got {reduce!r}")
     maps_every = whole_number("maps_every", maps_every, 1)

@@ -70,7 +70,8 @@ class FailurePolicy:
 
     def point_done(self, pixel: tuple[int, int], value: float, problems: list[str], *, beyond_limits: bool = False,
                    label: str = "") -> None:
-        """Account for one point: its value (NaN: failed), the faults met on the way, whether a limit refused it.
+        """Account for one point: its value (NaN: failed; with several channels, NaN in all of them), the faults
+        met on the way, whether a limit refused it.
 
         Raises
         ------
@@ -81,7 +82,7 @@ class FailurePolicy:
         """
         if problems:
             self._last_fault = problems[-1]
-        if np.isfinite(value):
+        if np.isfinite(value).any():  # with several channels, a value in one of them measures the point
             self._in_a_row = 0
             self._measured += 1
             return

@@ -14,7 +14,7 @@ from steering.timing import flown_runs
 __all__ = ["fly_batch"]
 
 
-def fly_batch(grid, flyer, points: np.ndarray, *, batch: int, field: str, reduce: str, guard,
+def fly_batch(grid, flyer, points: np.ndarray, *, batch: int, field: str | tuple[str, ...], reduce: str, guard,
               timeout: float | None):
     """Fly a batch, line by line, and return the steering value of each of its points.
 
@@ -35,8 +35,8 @@ def fly_batch(grid, flyer, points: np.ndarray, *, batch: int, field: str, reduce
         The batch, in flying order.
     batch : int
         Stored with each pixel as ``sampler_batch``.
-    field : str
-        The steering value's field in the flyer's events.
+    field : str or tuple of str
+        The steering value's field in the flyer's events; with several (channels), the values are (k, C).
     reduce : str
         How a non-scalar value becomes the steering value.
     guard : ReplayGuard
@@ -44,7 +44,8 @@ def fly_batch(grid, flyer, points: np.ndarray, *, batch: int, field: str, reduce
     timeout : float or None
         Seconds a move may take.
     """
-    values = np.full(len(points), np.nan)
+    fields = (field,) if isinstance(field, str) else tuple(field)
+    values = np.full((len(points), len(fields)), np.nan)
     for a, b in flown_runs(points):
         line = points[a:b]
         y, x0 = grid.position(*line[0])
@@ -61,12 +62,14 @@ def fly_batch(grid, flyer, points: np.ndarray, *, batch: int, field: str, reduce
             yield Msg(command, flyer, *args, group=group)
             yield Msg("wait", None, group=group)
         payload = yield Msg("collect", flyer, stream=False, return_payload=True, name=None)
-        readings = _collected_readings(payload, field, pages=isinstance(flyer, EventPageCollectable))
+        pages = isinstance(flyer, EventPageCollectable)
         yield from guard.checkpoint()
-        if len(readings) != len(line):
-            raise RuntimeError(f"{flyer.name} returned {len(readings)} readings for a line of {len(line)} pixels")
-        values[a:b] = [reduce_reading(reading, reduce) for reading in readings]
-    return values
+        for c, name in enumerate(fields):
+            readings = _collected_readings(payload, name, pages=pages)
+            if len(readings) != len(line):
+                raise RuntimeError(f"{flyer.name} returned {len(readings)} readings for a line of {len(line)} pixels")
+            values[a:b, c] = [reduce_reading(reading, reduce) for reading in readings]
+    return values[:, 0] if isinstance(field, str) else values
 
 
 def _collected_readings(payload: list[dict], field: str, *, pages: bool) -> list:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from bluesky.callbacks.mpl_plotting import QtAwareCallback
 
-from plans.plot import ScanPicture, axis_label, draw_scan
+from plans.plot import ScanPicture, axis_label, draw_scan, figure_size, value_labels
 from plans.streams import MAPS_STREAM, STEERING_STREAM
 from plans.values import reduce_reading
 
@@ -32,7 +32,8 @@ class LiveSparseView(QtAwareCallback):
     save_dir : path, optional
         Directory for the PNG (default: the working directory when there is no display).
     truth : 2-D array, optional
-        The known image (simulations): shown as a fourth panel.
+        The known image (simulations): shown as a panel more; for a scan of several channels, a
+        (C, H, W) stack, one panel per channel on a second row.
 
     Attributes
     ----------
@@ -67,7 +68,8 @@ class LiveSparseView(QtAwareCallback):
             return
         (y_field,), _ = doc["hints"]["dimensions"][0]
         (x_field,), _ = doc["hints"]["dimensions"][1]
-        self._fields, self._reduce = (y_field, x_field, doc["value_field"]), doc.get("reduce", "sum")
+        steering = doc["value_field"] if isinstance(doc["value_field"], str) else tuple(doc["value_field"])
+        self._fields, self._reduce = (y_field, x_field, steering), doc.get("reduce", "sum")
         self._streams = {}
         self.picture = ScanPicture(doc["uid"], tuple(doc["shape"]), doc["extents"])
         if self._interactive():
@@ -79,9 +81,10 @@ class LiveSparseView(QtAwareCallback):
         self._streams[doc["uid"]] = doc.get("name")
         if doc.get("name") == "primary":
             (y_field, x_field, v_field), keys = self._fields, doc.get("data_keys", {})
-            reduced = f" ({self._reduce})" if keys.get(v_field, {}).get("shape") else ""
+            labels = value_labels(v_field, keys, self._reduce)
             self.picture.labels = (axis_label(y_field, keys.get(y_field)), axis_label(x_field, keys.get(x_field)),
-                                    axis_label(v_field, keys.get(v_field)) + reduced)
+                                   labels[0])
+            self.picture.channel_labels = labels if len(labels) > 1 else ()
 
     def event(self, doc):
         picture = self.picture
@@ -93,7 +96,9 @@ class LiveSparseView(QtAwareCallback):
             y_field, x_field, v_field = self._fields
             picture.y.append(data.get(y_field, np.nan))
             picture.x.append(data.get(x_field, np.nan))
-            picture.values.append(reduce_reading(data.get(v_field, np.nan), self._reduce))
+            fields = (v_field,) if isinstance(v_field, str) else v_field
+            value = [reduce_reading(data.get(f, np.nan), self._reduce) for f in fields]
+            picture.values.append(value[0] if isinstance(v_field, str) else np.array(value))
         elif stream == MAPS_STREAM:
             picture.reconstruction = np.asarray(data["steering_maps_reconstruction"], dtype=np.float64)
             picture.erd = np.asarray(data["steering_maps_erd"], dtype=np.float64)
@@ -118,9 +123,8 @@ class LiveSparseView(QtAwareCallback):
     def _draw(self) -> None:
         import matplotlib.pyplot as plt
 
-        panels = 4 if self.truth is not None else 3
         if self.figure is None or not plt.fignum_exists(self.figure.number):
-            self.figure = plt.figure(figsize=(4.6 * panels, 4.4))
+            self.figure = plt.figure(figsize=figure_size(self.picture, self.truth))
         draw_scan(self.figure, self.picture, self.truth)
         if self._interactive():
             self.figure.canvas.draw_idle()

@@ -12,14 +12,22 @@ from pathlib import Path
 import numpy as np
 
 from plans.streams import MAPS_STREAM
+from plans.values import measured_rows
 
-__all__ = ["ScanPicture", "draw_scan", "plot_scan", "axis_label"]
+__all__ = ["ScanPicture", "draw_scan", "plot_scan", "axis_label", "value_labels", "figure_size"]
 
 
 def axis_label(name: str, data_key: dict | None) -> str:
     """``name (units)``, or ``name`` where the data key gives no units."""
     units = (data_key or {}).get("units")
     return f"{name} ({units})" if units else name
+
+
+def value_labels(fields, data_keys: dict, reduce: str = "sum") -> tuple[str, ...]:
+    """The colour-bar label of each steering field: `axis_label`, and how a 2-D reading was reduced."""
+    fields = (fields,) if isinstance(fields, str) else tuple(fields)
+    return tuple(axis_label(f, data_keys.get(f)) + (f" ({reduce})" if (data_keys.get(f) or {}).get("shape") else "")
+                 for f in fields)
 
 
 @dataclass
@@ -36,9 +44,13 @@ class ScanPicture:
     y, x, values : lists of float
         Stage position and steering value of each reading.
     reconstruction, erd : (H, W) arrays or None
-        The newest maps.
+        The newest maps; a scan of several channels has a (C, H, W) reconstruction (the ERD is the
+        channels' combined one).
     caption : str
         Progress and, at the end, why the scan stopped.
+    channel_labels : tuple of str
+        For a scan of several channels, each channel's colour-bar label (``values`` then holds a
+        value per channel for each reading); empty for one.
     """
 
     uid: str
@@ -51,47 +63,68 @@ class ScanPicture:
     reconstruction: np.ndarray | None = None
     erd: np.ndarray | None = None
     caption: str = ""
+    channel_labels: tuple[str, ...] = ()
 
 
 def draw_scan(figure, picture: ScanPicture, truth: np.ndarray | None = None) -> None:
-    """Draw ``picture`` on ``figure`` (cleared first): reconstruction, measured points, log ERD and, if
-    given, the known image; every panel with axis labels in stage units and a colour bar."""
+    """Draw ``picture`` on ``figure`` (cleared first): the reconstruction (one per channel), the measured
+    points, log ERD and, if given, the known image (one per channel, on a second row for several);
+    every panel with axis labels in stage units and a colour bar."""
     figure.clf()
-    panels = 4 if truth is not None else 3
-    axes = figure.subplots(1, panels)
+    channels = max(1, len(picture.channel_labels))
+    value_labels = picture.channel_labels or (picture.labels[2],)
+    truths = [] if truth is None else list(np.asarray(truth, dtype=np.float64).reshape(-1, *picture.shape))
+    columns = channels + 2 + (1 if truths and channels == 1 else 0)
+    rows = 2 if truths and channels > 1 else 1
+    axes = np.atleast_2d(figure.subplots(rows, columns, squeeze=False))
     (y0, y1), (x0, x1) = picture.extents
     extent = (x0, x1, y1, y0)
-    y_label, x_label, value_label = picture.labels
+    y_label, x_label, _ = picture.labels
     empty = np.full(picture.shape, np.nan)
-    recon = picture.reconstruction if picture.reconstruction is not None else empty
-    shown = [axes[0].imshow(recon, extent=extent, cmap="gray")]
-    axes[0].set_title("reconstruction")
+    recon = picture.reconstruction if picture.reconstruction is not None else np.stack([empty] * channels)
+    recon = np.asarray(recon).reshape(channels, *picture.shape)
+    panels = []  # (axes, artist, colour-bar label)
+    for c in range(channels):
+        ax = axes[0, c]
+        panels.append((ax, ax.imshow(recon[c], extent=extent, cmap="gray"), value_labels[c]))
+        ax.set_title("reconstruction" + (f": {value_labels[c]}" if channels > 1 else ""))
+    ax = axes[0, channels]
     if picture.values:
-        shown.append(axes[1].scatter(picture.x, picture.y, c=picture.values, s=4, cmap="viridis", marker="s",
-                                     linewidths=0))
-        axes[1].plot(picture.x[-1], picture.y[-1], "r+", ms=10)
+        first = [np.ravel(v)[0] for v in picture.values]  # coloured by the (first) channel
+        panels.append((ax, ax.scatter(picture.x, picture.y, c=first, s=4, cmap="viridis", marker="s",
+                                      linewidths=0), value_labels[0]))
+        ax.plot(picture.x[-1], picture.y[-1], "r+", ms=10)
     else:
-        shown.append(axes[1].imshow(empty, extent=extent, cmap="viridis"))
-    axes[1].set_xlim(x0, x1)
-    axes[1].set_ylim(y1, y0)
-    axes[1].set_aspect("equal")
-    axes[1].set_title(f"measured: {len(picture.values)} points")
+        panels.append((ax, ax.imshow(empty, extent=extent, cmap="viridis"), value_labels[0]))
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y1, y0)
+    ax.set_aspect("equal")
+    ax.set_title(f"measured: {len(picture.values)} points")
     erd = picture.erd if picture.erd is not None else empty
     with np.errstate(divide="ignore", invalid="ignore"):
         log_erd = np.where(erd > 0, np.log10(np.where(erd > 0, erd, 1.0)), np.nan)  # measured pixels: blank
-    shown.append(axes[2].imshow(log_erd, extent=extent, cmap="magma"))
-    axes[2].set_title("predicted ERD")
-    bar_labels = [value_label, value_label, "log10 ERD (intensity scale²)"]
-    if truth is not None:
-        shown.append(axes[3].imshow(truth, extent=extent, cmap="gray"))
-        axes[3].set_title("truth")
-        bar_labels.append(value_label)
-    for ax, artist, bar_label in zip(axes, shown, bar_labels, strict=True):
+    ax = axes[0, channels + 1]
+    panels.append((ax, ax.imshow(log_erd, extent=extent, cmap="magma"), "log10 ERD (intensity scale²)"))
+    ax.set_title("predicted ERD" + (" (channels combined)" if channels > 1 else ""))
+    for c, image in enumerate(truths):
+        ax = axes[1, c] if channels > 1 else axes[0, channels + 2]
+        panels.append((ax, ax.imshow(image, extent=extent, cmap="gray"), value_labels[min(c, channels - 1)]))
+        ax.set_title("truth" + (f": {value_labels[c]}" if channels > 1 else ""))
+    for ax in axes.ravel()[len(panels):] if rows > 1 else ():
+        ax.set_axis_off()
+    for ax, artist, bar_label in panels:
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)
         figure.colorbar(artist, ax=ax, shrink=0.8, label=bar_label)
     figure.suptitle(f"smart_scan {picture.uid[:8]}: {picture.caption}")
     figure.tight_layout()
+
+
+def figure_size(picture: ScanPicture, truth) -> tuple[float, float]:
+    """A figure size that fits `draw_scan`'s panels of ``picture``."""
+    channels = max(1, len(picture.channel_labels))
+    columns = channels + 2 + (1 if truth is not None and channels == 1 else 0)
+    return 4.6 * columns, 4.4 * (2 if truth is not None and channels > 1 else 1)
 
 
 def _data_keys(run, stream: str) -> dict:
@@ -111,8 +144,8 @@ def plot_scan(run, *, truth: np.ndarray | None = None, path: str | Path | None =
     Parameters
     ----------
     run : tiled run client
-    truth : 2-D array, optional
-        The known image (simulations): a fourth panel.
+    truth : 2-D array (C x 2-D for several channels), optional
+        The known image (simulations): a panel more (a row more for several channels).
     path : path, optional
         Where to save the figure (PNG, PDF, ... by suffix).
     figure : matplotlib Figure, optional
@@ -131,22 +164,22 @@ def plot_scan(run, *, truth: np.ndarray | None = None, path: str | Path | None =
     (y_field,), _ = start["hints"]["dimensions"][0]
     (x_field,), _ = start["hints"]["dimensions"][1]
     keys = _data_keys(run, "primary")
-    reduce = f" ({start.get('reduce', 'sum')})" if np.ndim(keys.get(start["value_field"], {}).get("shape")) else ""
+    labels = value_labels(data.fields, keys, start.get("reduce", "sum"))
     picture = ScanPicture(start["uid"], tuple(data.shape), data.extents,
-                          (axis_label(y_field, keys.get(y_field)), axis_label(x_field, keys.get(x_field)),
-                           axis_label(start["value_field"], keys.get(start["value_field"])) + reduce),
-                          data.positions[:, 0].tolist(), data.positions[:, 1].tolist(), data.values.tolist())
+                          (axis_label(y_field, keys.get(y_field)), axis_label(x_field, keys.get(x_field)), labels[0]),
+                          data.positions[:, 0].tolist(), data.positions[:, 1].tolist(), list(data.values),
+                          channel_labels=labels if len(labels) > 1 else ())
     if MAPS_STREAM in set(run):
         maps = run[MAPS_STREAM].read()
         picture.reconstruction = np.asarray(maps["steering_maps_reconstruction"][-1], dtype=np.float64)
         picture.erd = np.asarray(maps["steering_maps_erd"][-1], dtype=np.float64)
     stop = run.metadata.get("stop") or {}
-    n, total = int(np.isfinite(data.values).sum()), data.shape[0] * data.shape[1]
+    n = int(measured_rows(data.values).sum())
+    total = data.shape[0] * data.shape[1]
     picture.caption = (f"{n} points ({100 * n / total:.1f}%)"
                        + (f", {len(data.runs)} runs" if len(data.runs) > 1 else "")
                        + f" | {stop.get('reason') or stop.get('exit_status') or 'not closed'}")
-    panels = 4 if truth is not None else 3
-    figure = figure or plt.figure(figsize=(4.6 * panels, 4.4))
+    figure = figure or plt.figure(figsize=figure_size(picture, truth))
     draw_scan(figure, picture, truth)
     if path is not None:
         figure.savefig(path, dpi=110)

@@ -10,7 +10,7 @@ import numpy as np
 
 from plans.grid import ScanGrid
 from plans.streams import FAILURES_STREAM, STEERING_STREAM, StreamRouter
-from plans.values import reduce_rows
+from plans.values import reduce_rows, steering_rows
 from steering.reconstruction import reconstruct_linear
 
 __all__ = ["ScanData", "read_scan", "read_scan_journal", "read_raster"]
@@ -33,7 +33,7 @@ class ScanData:
         appears once per try).
     positions : (n, 2) float array
         Stage readbacks (y, x) at each point.
-    values : (n,) float array
+    values : (n,) float array, or (n, C) for a scan that steered on C fields
         The steering value of each reading: the ``value_field``, reduced as the scan reduced it
         (``reduce``); NaN where the reading was not a number.
     stop_reason : str or None
@@ -57,6 +57,8 @@ class ScanData:
         For each run read that may lack points, why: a run in the catalog that was never closed (its
         session died and ``catalog.recover()`` has not been run) or holds fewer events than its stop
         document counts, a journal that a live session is still writing. Empty when the scan is whole.
+    fields : tuple of str
+        The steering field(s), one per column of ``values`` when there are several.
     """
 
     shape: tuple[int, int]
@@ -72,16 +74,24 @@ class ScanData:
     runs: list[str] = field(default_factory=list)
     beam_time: float | None = None
     incomplete: list[str] = field(default_factory=list)
+    fields: tuple[str, ...] = ()
 
     def reconstruct(self) -> np.ndarray:
-        """The image on the full grid, linearly interpolated from the measured points."""
-        ok = np.isfinite(self.values)
-        return reconstruct_linear(self.shape, self.points[ok], self.values[ok])
+        """The image on the full grid, linearly interpolated from the measured points: (H, W), or
+        (C, H, W) for a scan of C fields, each from the points where it was a number."""
+        images = []
+        for v in (self.values[:, None] if self.values.ndim == 1 else self.values).T:
+            ok = np.isfinite(v)
+            images.append(reconstruct_linear(self.shape, self.points[ok], v[ok]))
+        return images[0] if self.values.ndim == 1 else np.stack(images)
 
     def then(self, later: ScanData) -> ScanData:
         """This scan followed by ``later``, a run that resumed it: one `ScanData` for the whole scan."""
         if tuple(later.shape) != tuple(self.shape) or not np.allclose(later.extents, self.extents):
             raise ValueError(f"run {later.runs[-1:]} does not continue {self.runs[-1:]}: another grid")
+        if later.fields != self.fields:
+            raise ValueError(f"run {later.runs[-1:]} steers on {list(later.fields)}, the run it continues on "
+                             f"{list(self.fields)}")
         batches = None if self.batches is None or later.batches is None else np.concatenate([self.batches,
                                                                                               later.batches])
         return replace(later, points=np.concatenate([self.points, later.points]),
@@ -102,11 +112,14 @@ def _scan_data(start: dict, stop: dict | None, column, where: str = "") -> ScanD
     (y_field,), _ = start["hints"]["dimensions"][0]
     (x_field,), _ = start["hints"]["dimensions"][1]
     reduce = start.get("reduce", "sum")
-    ys, xs, raw = (column("primary", name) for name in (y_field, x_field, start["value_field"]))
+    steering = start["value_field"] if isinstance(start["value_field"], str) else tuple(start["value_field"])
+    ys, xs = (column("primary", name) for name in (y_field, x_field))
     if ys is None:  # no point was read
-        ys = xs = raw = np.zeros(0)
+        ys = xs = np.zeros(0)
+        values = np.zeros((0,) if isinstance(steering, str) else (0, len(steering)))
+    else:
+        values = steering_rows(lambda name: column("primary", name), steering, reduce)
     ys, xs = np.asarray(ys, np.float64).reshape(-1), np.asarray(xs, np.float64).reshape(-1)
-    values = reduce_rows(raw, reduce)
     batches = column("primary", "sampler_batch")
     probes = column("primary", "sampler_probe")
     rows, cols = column(FAILURES_STREAM, "steering_failures_row"), column(FAILURES_STREAM, "steering_failures_col")
@@ -118,7 +131,8 @@ def _scan_data(start: dict, stop: dict | None, column, where: str = "") -> ScanD
         probes=np.zeros(len(ys), bool) if probes is None else np.asarray(probes, dtype=bool).reshape(-1),
         failed=np.zeros((0, 2), np.int64) if rows is None else np.stack([np.asarray(rows, np.int64),
                                                                          np.asarray(cols, np.int64)], axis=1),
-        runs=[start["uid"]], beam_time=float(np.asarray(beam)[-1]) if beam is not None and len(beam) else None)
+        runs=[start["uid"]], beam_time=float(np.asarray(beam)[-1]) if beam is not None and len(beam) else None,
+        fields=(steering,) if isinstance(steering, str) else steering)
 
 
 def read_scan(run, *, earlier: bool = True) -> ScanData:

@@ -89,8 +89,13 @@ def resume(sampler: Sampler, resume_from: Any, grid: ScanGrid) -> Resumed:
     if tuple(data.shape) != tuple(grid.shape) or not np.allclose(data.extents, grid.extents):
         raise ValueError(f"resume_from is a {tuple(data.shape)} scan over {data.extents}; this scan is "
                          f"{tuple(grid.shape)} over {grid.extents}: resume on the same grid")
+    channels = 1 if data.values.ndim == 1 else data.values.shape[1]
+    if channels != sampler.channels:
+        raise ValueError(f"resume_from steered on {list(data.fields)} ({channels} channel(s)); this scan steers on "
+                         f"{sampler.channels}: resume with the same value_field")
     told = replay(sampler, data.points, data.values, data.batches, data.probes)
     if data.beam_time:  # what the earlier runs spent counts against max_beam_time and a fly scan's budget
-        sampler.tell(np.zeros((0, 2), np.int64), np.zeros(0), beam_time=data.beam_time)
+        nothing = np.zeros((0,) if sampler.channels == 1 else (0, sampler.channels))
+        sampler.tell(np.zeros((0, 2), np.int64), nothing, beam_time=data.beam_time)
     last = int(data.batches.max()) if data.batches is not None and len(data.batches) else 0
     return Resumed(data.runs[-1] if data.runs else None, told, last + 1, data.beam_time or 0.0)

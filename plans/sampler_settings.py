@@ -28,7 +28,8 @@ def _settings_file(path: str | Path) -> dict:
     return settings
 
 
-def make_sampler(sampler: Sampler | dict | str | Path | None, shape: tuple[int, int], flyer=None) -> Sampler:
+def make_sampler(sampler: Sampler | dict | str | Path | None, shape: tuple[int, int], flyer=None, *,
+                 channels: str | tuple[str, ...] = "", channel_weights=None) -> Sampler:
     """The `Sampler` a scan of ``shape`` uses.
 
     Parameters
@@ -43,16 +44,26 @@ def make_sampler(sampler: Sampler | dict | str | Path | None, shape: tuple[int, 
     flyer : flyer device, optional
         A fly scan: the settings get ``scan_mode="fly"`` and, unless they hold one, the flyer's
         timing model (its ``timing``).
+    channels : str or tuple of str
+        The steering field, or fields: with a tuple, the sampler steers on one channel per field
+        (``channels=len(channels)``, ``channel_weights``); a given `Sampler` must have as many.
+    channel_weights : sequence of float, optional
+        The weight of each field (needs a tuple of fields).
     """
+    n_channels = 1 if isinstance(channels, str) else len(channels)
+    if channel_weights is not None and isinstance(channels, str):
+        raise ValueError("channel_weights needs value_field to be a list of fields (one weight per field)")
     sampler = _fly_settings(sampler, flyer) if flyer is not None else sampler
     if isinstance(sampler, Sampler):
         if tuple(sampler.shape) != tuple(shape):
             raise ValueError(f"sampler is for a {sampler.shape} grid but the scan is {tuple(shape)}")
         if sampler.n_measured or sampler.ask_times_:
             raise ValueError("sampler has been used already; pass a fresh Sampler")
+        if sampler.channels != n_channels:
+            raise ValueError(f"sampler steers on {sampler.channels} channel(s) but value_field names {n_channels}")
         return sampler
     if sampler is None:
-        return Sampler(shape)
+        sampler = {}
     if isinstance(sampler, (str, Path)):
         sampler = _settings_file(sampler)
     if not isinstance(sampler, dict):
@@ -69,6 +80,8 @@ def make_sampler(sampler: Sampler | dict | str | Path | None, shape: tuple[int, 
         kwargs["stop"] = StopCriteria.from_dict(stop)
     if isinstance(kwargs.get("timing"), dict):
         kwargs["timing"] = _timing(kwargs["timing"])
+    if n_channels > 1:
+        kwargs.update(channels=n_channels, channel_weights=channel_weights)
     return Sampler(shape, **kwargs)
 
 
@@ -113,6 +126,8 @@ def sampler_metadata(sampler: Sampler) -> dict:
         "distance_discount": sampler.distance_discount,
         "probe_fraction": sampler.probe_fraction,
         "scan_mode": sampler.scan_mode,
+        "channels": sampler.channels,
+        "channel_weights": sampler.channel_weights_.tolist(),
         "timing": None if sampler.timing is None else dataclasses.asdict(sampler.timing),
         "stop": sampler.stop_.to_dict(),
         "model": {**model.source, "name": model.card.get("name"), "created": model.card.get("created"),

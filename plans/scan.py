@@ -34,6 +34,7 @@ from plans.stubs import (
     record_maps,
     staged,
 )
+from plans.values import is_measured, measured_rows
 from plans.worker import in_sampler_thread, result_of, start_in_sampler_thread
 from steering import Sampler
 
@@ -43,7 +44,8 @@ __all__ = ["smart_scan"]
 def smart_scan(
     detectors: Sequence[Readable], y_motor: Movable, y_start: float, y_stop: float, y_num: int,
     x_motor: Movable, x_start: float, x_stop: float, x_num: int, *, sampler: dict | str | None = None,
-    value_field: str | None = None, reduce: str = "sum", maps_every: int = 5,
+    value_field: str | Sequence[str] | None = None, channel_weights: Sequence[float] | None = None,
+    reduce: str = "sum", maps_every: int = 5,
     beam_clock: Callable[[], float] | Readable | None = None, retries: int = 2, on_failure: str = "skip",
     timeout: float | None = 60.0, resume_from: Any = None, flyer: Flyable | None = None, pipeline: bool | None = None,
     md: dict | None = None,
@@ -69,8 +71,14 @@ def smart_scan(
         `Sampler` settings (``model`` file, ``stop`` criteria as a dict or JSON file, ``batch_size``,
         ``seed``, ``probe_fraction``, ...), a JSON file of them, or a fresh `steering.Sampler` for
         this grid. None: the defaults (shipped model, stop at 25% of the grid).
-    value_field : str, optional
-        The reading that steers the scan. Default: the first hinted field of the first detector.
+    value_field : str or list of str, optional
+        The reading that steers the scan. Default: the first hinted field of the first detector. A
+        list of fields (element maps of a fluorescence detector, say) steers on all of them at once:
+        the sampler gets one channel per field (`steering.Sampler` ``channels``), ranks points by
+        their ERDs combined by ``channel_weights``, each in units of its own field's spread, and a
+        point counts as measured when at least one of them is a number.
+    channel_weights : list of float, optional
+        With a list of fields, the weight of each (default equal); recorded in the start document.
     reduce : {"sum", "mean", "max"}
         How a non-scalar (e.g. 2-D) reading becomes the steering value; recorded in the start
         document, so that reading the run back reduces the same way.
@@ -111,13 +119,14 @@ def smart_scan(
     policy = FailurePolicy(retries, on_failure)
     grid.check_limits()
     clock = BeamClock(beam_clock)
-    steer = make_sampler(sampler, grid.shape, flyer=flyer)
+    field = tuple(value_field) if isinstance(value_field, (list, tuple)) else value_field or hinted_field(detectors[0])
+    steer = make_sampler(sampler, grid.shape, flyer=flyer, channels=field, channel_weights=channel_weights)
     resumed = resume(steer, resume_from, grid) if resume_from is not None else None
     clock.before = resumed.beam_time if resumed else 0.0
-    field = value_field or hinted_field(detectors[0])
     fields = yield from described_fields(detectors)
-    if field not in fields:
-        raise ValueError(f"value_field {field!r} is not among the fields the detectors read: {sorted(fields)}")
+    for name in (field,) if isinstance(field, str) else field:
+        if name not in fields:
+            raise ValueError(f"value_field {name!r} is not among the fields the detectors read: {sorted(fields)}")
     tags = PointTags(name="sampler")
     readables = detectors + [m for m in grid.motors if m not in detectors] + [tags]
     _md = {
@@ -127,13 +136,15 @@ def smart_scan(
                       "x_motor": repr(x_motor), "x_start": grid.extents[1][0], "x_stop": grid.extents[1][1],
                       "x_num": grid.shape[1],
                       "sampler": sampler if isinstance(sampler, (dict, str)) or sampler is None else repr(sampler),
-                      "value_field": value_field, "reduce": reduce, "maps_every": maps_every,
+                      "value_field": value_field, "channel_weights": channel_weights, "reduce": reduce,
+                      "maps_every": maps_every,
                       "beam_clock": None if beam_clock is None else repr(beam_clock), "retries": retries,
                       "on_failure": on_failure, "timeout": timeout, "flyer": None if flyer is None else repr(flyer)},
         "plan_pattern": "adaptive", "detectors": [d.name for d in detectors], "motors": [m.name for m in grid.motors],
         "shape": list(grid.shape), "extents": [list(e) for e in grid.extents],
-        "num_points": steer.stop_.point_budget(grid.shape[0] * grid.shape[1]), "value_field": field,
-        "reduce": reduce, "sampler": sampler_metadata(steer),
+        "num_points": steer.stop_.point_budget(grid.shape[0] * grid.shape[1]),
+        "value_field": field if isinstance(field, str) else list(field), "reduce": reduce,
+        "sampler": sampler_metadata(steer),
         "hints": {"dimensions": [([hinted_field(m)], "primary") for m in grid.motors]},
         **({"resumed_from": resumed.uid, "resumed_points": resumed.points} if resumed else {}),
         **(md or {}),
@@ -166,7 +177,8 @@ def _decide(sampler: Sampler, policy: FailurePolicy, grid: ScanGrid, points, val
     """In the sampler's thread: tell a batch, exclude what the policy gave up on, ask the next; with timings."""
     t0 = time.perf_counter()
     if points is not None:
-        sampler.tell(points, values, failed=~np.isfinite(values), beam_time=beam_time)
+        failed = ~measured_rows(values)  # no number (in any channel)
+        sampler.tell(points, values, failed=failed, beam_time=beam_time)
         given_up = policy.to_exclude(grid.beyond_limits)
         if given_up:
             sampler.exclude(given_up)
@@ -203,8 +215,9 @@ def _next_batch(sampler: Sampler, policy: FailurePolicy, grid: ScanGrid, futures
 
 def _step_batch(grid: ScanGrid, points, probes, readables, tags: PointTags, field: str, *, batch: int, reduce: str,
                 timeout: float | None, policy: FailurePolicy, clock: BeamClock, guard: ReplayGuard, failures):
-    """Measure a batch point by point (move, settle, read); return each point's steering value (NaN: failed)."""
-    values = np.full(len(points), np.nan)
+    """Measure a batch point by point (move, settle, read); return each point's steering value (NaN: failed;
+    (k, C) with several fields)."""
+    values = np.full((len(points),) if isinstance(field, str) else (len(points), len(field)), np.nan)
     tags.batch.put(batch)
     for k, pixel in enumerate(map(tuple, points.tolist())):
         tags.probe.put(bool(probes[k]))
@@ -217,7 +230,7 @@ def _step_batch(grid: ScanGrid, points, probes, readables, tags: PointTags, fiel
         yield from guard.checkpoint()
         clock.add(time.perf_counter() - t_point)
         values[k], label = result.value, ""
-        if not np.isfinite(result.value):
+        if not is_measured(result.value):
             yield from record_failure(failures, grid, pixel, result, len(result.problems))
             yield from guard.checkpoint()
             label = grid.label(*pixel)
@@ -228,9 +241,9 @@ def _step_batch(grid: ScanGrid, points, probes, readables, tags: PointTags, fiel
 def _flown_failures(grid: ScanGrid, points, values, field: str, policy: FailurePolicy, failures, guard: ReplayGuard):
     """Account for the pixels of a flown batch as the step mode does: an event in ``steering_failures`` for each
     one whose value is not finite (its reading is stored in ``primary`` as it came), and the policy's rules."""
-    for pixel, value in zip(map(tuple, points.tolist()), values.tolist(), strict=True):
-        result = PointResult(value=value, problems=[] if np.isfinite(value) else [f"{field} read {value}"])
-        if not np.isfinite(value):
+    for pixel, value in zip(map(tuple, points.tolist()), values, strict=True):
+        result = PointResult(value=value, problems=[] if is_measured(value) else [f"{field} read {value}"])
+        if not is_measured(value):
             yield from record_failure(failures, grid, pixel, result, 1)
             yield from guard.checkpoint()
         policy.point_done(pixel, value, result.problems, label=grid.label(*pixel) if result.problems else "")
@@ -270,7 +283,8 @@ def _steer(sampler: Sampler, grid: ScanGrid, readables, tags: PointTags, field: 
             nxt, probes, tell_time, next_ask = yield from _next_batch(sampler, policy, grid, futures, ahead, points,
                                                                       values, start, spent)
             yield from record_batch(report, sampler, batch=batch, points=len(points),
-                                    failed=int(np.isnan(values).sum()), beam_time=spent, ask_time=ask_time,
+                                    failed=int((~measured_rows(values)).sum()),
+                                    beam_time=spent, ask_time=ask_time,
                                     tell_time=tell_time)
             yield from guard.checkpoint()
             if batch % maps_every == 0 or not len(nxt):

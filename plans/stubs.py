@@ -19,7 +19,7 @@ from ophyd import Device, Signal
 from ophyd.utils import LimitError
 
 from plans.streams import FAILURES_STREAM, MAPS_STREAM, STEERING_STREAM
-from plans.values import reduce_reading
+from plans.values import is_measured, steering_value
 
 __all__ = ["PointTags", "SteeringReport", "SteeringMaps", "FailureRecord", "PointResult", "describe_fault", "staged",
            "trigger_and_read", "measure_point", "record_batch", "record_maps", "record_failure"]
@@ -83,9 +83,10 @@ def describe_fault(exc: BaseException) -> str:
 
 @dataclass
 class PointResult:
-    """How measuring one point went: its steering value (NaN: failed), the faults met, whether a limit refused it."""
+    """How measuring one point went: its steering value (NaN: failed; a (C,) array with several channels), the
+    faults met, whether a limit refused it."""
 
-    value: float = float("nan")
+    value: float | np.ndarray = float("nan")
     problems: list[str] = field(default_factory=list)
     beyond_limits: bool = False
 
@@ -131,12 +132,14 @@ def trigger_and_read(devices, timeout: float | None, name: str = "primary"):
     return reading
 
 
-def measure_point(grid, pixel: tuple[int, int], readables, field: str, *, reduce: str = "sum", tries: int = 1,
+def measure_point(grid, pixel: tuple[int, int], readables, field: str | tuple[str, ...], *, reduce: str = "sum",
+                  tries: int = 1,
                   timeout: float | None = None, saved_data=None):
     """Move to ``pixel`` of ``grid`` and read ``readables`` into ``primary``, up to ``tries`` times.
 
     A try fails when a move fails or times out, a detector raises or times out, or the steering
-    value (``field`` of the reading, reduced by ``reduce``) is not finite; a target beyond a motor's
+    value (``field`` of the reading, reduced by ``reduce``; with a tuple of fields, one value per field)
+    is not finite (in any field); a target beyond a motor's
     limits ends the tries at once. With ``saved_data`` (a callable returning the data of the event
     just saved, `ReplayGuard.saved_data`), the value is taken from what was stored, which differs
     from the first reading when a pause before the save made the RunEngine read again. Returns a
@@ -161,10 +164,11 @@ def measure_point(grid, pixel: tuple[int, int], readables, field: str, *, reduce
             result.problems.append(describe_fault(exc))
             continue
         stored = saved_data() if saved_data is not None else {key: r["value"] for key, r in reading.items()}
-        if field not in stored:
-            raise ValueError(f"value_field {field!r} is not among the fields read: {sorted(stored)}")
-        value = reduce_reading(stored[field], reduce)
-        if np.isfinite(value):
+        absent = [f for f in ((field,) if isinstance(field, str) else field) if f not in stored]
+        if absent:
+            raise ValueError(f"value_field {absent[0]!r} is not among the fields read: {sorted(stored)}")
+        value = steering_value(stored, field, reduce)
+        if is_measured(value):
             result.value = value
             return result
         result.problems.append(f"{field} read {value}")

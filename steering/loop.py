@@ -66,8 +66,8 @@ def replay(sampler: Sampler, points: np.ndarray, values: np.ndarray, batches: np
         A sampler that has been told nothing.
     points : (n, 2) int array
         Pixels measured, in the order measured.
-    values : (n,) float array
-        Their values; non-finite ones (failed measurements) are left out.
+    values : (n,) float array, or (n, C) for a sampler of C channels
+        Their values; non-finite ones (failed measurements; with channels, non-finite in all) are left out.
     batches : (n,) int array, optional
         Batch number of each point (0: the initial pattern). None: all in one tell.
     probes : (n,) bool array, optional
@@ -79,8 +79,8 @@ def replay(sampler: Sampler, points: np.ndarray, values: np.ndarray, batches: np
         The number of points told.
     """
     points = np.asarray(points, dtype=np.int64).reshape(-1, 2)
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
-    ok = np.isfinite(values)
+    values = np.asarray(values, dtype=np.float64).reshape((-1,) if sampler.channels == 1 else (-1, sampler.channels))
+    ok = np.isfinite(values) if values.ndim == 1 else np.isfinite(values).any(axis=1)  # channels: a number in one
     batches = np.zeros(len(values), np.int64) if batches is None else np.asarray(batches, dtype=np.int64)
     probes = np.zeros(len(values), bool) if probes is None else np.asarray(probes, dtype=bool)
     flat = points[:, 0] * sampler.shape[1] + points[:, 1]

@@ -87,7 +87,7 @@ def interpolate_linear(
         Containing triangle of each query, -1 outside the hull.
     """
     values = np.asarray(values, dtype=np.float64)
-    channels = values.reshape(len(values), -1).T
+    channels = values[None, :] if values.ndim == 1 else values.T
     if isinstance(tri, LatticeTriangulation):
         simplex = tri.find_simplex(queries)
         vals = np.column_stack([tri.interpolate(v, queries, simplex=simplex)[0] for v in channels])

@@ -143,7 +143,7 @@ def _checked_report(points, values, failed, beam_time, probes, measured: np.ndar
         raise ValueError(f"failed must have shape ({k},) to match points, got {fail.shape}")
     if beam_time is not None and not (np.isfinite(beam_time) and beam_time >= 0):
         raise ValueError(f"beam_time must be a finite number >= 0, got {beam_time}")
-    bad = ~np.isfinite(vals).reshape(k, -1).any(axis=1) & ~fail
+    bad = ~(np.isfinite(vals) if channels == 1 else np.isfinite(vals).any(axis=1)) & ~fail
     if bad.any():
         what = "values" if channels == 1 else "values in every channel"
         raise ValueError(f"non-finite {what} at points {pts[bad][:5].tolist()}: mark failed measurements "
@@ -217,6 +217,8 @@ class Sampler:
     batch_size_ : int
     history_ : list of dict
         One record per `tell` once the maps exist: the stop signals, ``tell_time`` and ``stop_reason``.
+    channel_weights_ : (C,) array
+        The channels' weights, normalised to sum 1.
     fly_ : FlyPlanner or None
         The fly-mode planner (``planned_``: seconds of the routes asked for so far).
     ask_times_, tell_times_ : list of float
@@ -244,6 +246,7 @@ class Sampler:
         self.timing, self.scan_mode = _check_mode(timing, scan_mode, probe_fraction)
         self.channels = int(channels)
         self.channel_weights = channel_weights
+        self.channel_weights_ = weights
         self.model_ = model if isinstance(model, ERDNet) else load_model(model)
         self.model_.eval()
         self.stop_ = stop if stop is not None else StopCriteria()
