@@ -417,8 +417,9 @@ class Sampler:
         points : (k, 2) int array
             Pixels (row, col), in any order; usually a subset of what `ask` returned. Points never
             asked for are accepted too (e.g. when rebuilding a scan from stored data).
-        values : (k,) float array
-            Measured values; finite unless marked failed.
+        values : (k,) float array, or (k, C) with several channels
+            Measured values; finite unless marked failed. With several channels a NaN in some
+            channels of a point is a value the measurement did not give (see `missing_mask`).
         failed : (k,) bool array, optional
             Points whose measurement failed: their values are ignored and they can be asked again.
         beam_time : float, optional
