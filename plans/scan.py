@@ -13,7 +13,7 @@ import numpy as np
 from bluesky.protocols import Flyable, Movable, Readable
 from bluesky.utils import Msg, MsgGenerator, RequestStop, RunEngineControlException
 
-from plans.arguments import check_devices, check_scan_options, described_fields
+from plans.arguments import check_devices, check_scan_options, check_steering_field, described_fields, steering_field
 from plans.beam_clock import BeamClock
 from plans.failures import FailurePolicy
 from plans.flying import fly_batch
@@ -119,14 +119,11 @@ def smart_scan(
     policy = FailurePolicy(retries, on_failure)
     grid.check_limits()
     clock = BeamClock(beam_clock)
-    field = tuple(value_field) if isinstance(value_field, (list, tuple)) else value_field or hinted_field(detectors[0])
+    field = steering_field(value_field, detectors)
     steer = make_sampler(sampler, grid.shape, flyer=flyer, channels=field, channel_weights=channel_weights)
     resumed = resume(steer, resume_from, grid) if resume_from is not None else None
     clock.before = resumed.beam_time if resumed else 0.0
-    fields = yield from described_fields(detectors)
-    for name in (field,) if isinstance(field, str) else field:
-        if name not in fields:
-            raise ValueError(f"value_field {name!r} is not among the fields the detectors read: {sorted(fields)}")
+    check_steering_field(field, (yield from described_fields(detectors)))
     tags = PointTags(name="sampler")
     readables = detectors + [m for m in grid.motors if m not in detectors] + [tags]
     _md = {

@@ -85,7 +85,8 @@ def test_the_core_stays_small_enough_to_extend():
     from plans.scan import smart_scan
     from steering.sampler import Sampler
 
-    assert len(inspect.getsourcelines(smart_scan)[0]) <= 120
-    # the class's code, its own docstring (the settings' documentation, which grows with every setting) aside
+    # the code, its own docstring (the settings' documentation, which grows with every setting) aside
+    lines = len(inspect.getsourcelines(smart_scan)[0]) - len(smart_scan.__doc__.splitlines())
+    assert lines <= 65, f"smart_scan has {lines} lines of code: move what is not the plan's outline out of it"
     lines = len(inspect.getsourcelines(Sampler)[0]) - len(Sampler.__doc__.splitlines())
     assert lines <= 320, f"Sampler has {lines} lines of code: move what is not sampling state out of it"
