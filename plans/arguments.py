@@ -121,16 +121,6 @@ def check_scan_options(value_field: Any, reduce: Any, maps_every: Any, timeout: 
     return maps_every, timeout
 
 
-def steering_field(value_field: Any, detectors) -> str | tuple[str, ...]:
-    """The field a scan steers on: ``value_field``, a tuple of them for a list (several channels), or by default
-    the first hinted field of the first detector."""
-    from plans.grid import hinted_field
-
-    if isinstance(value_field, (list, tuple)):
-        return tuple(value_field)
-    return value_field or hinted_field(detectors[0])
-
-
 def check_steering_field(field: str | tuple[str, ...], described: dict) -> None:
     """Refuse a steering field the detectors do not read (``described``: `described_fields`), naming those they do."""
     for name in (field,) if isinstance(field, str) else field:

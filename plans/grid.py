@@ -8,7 +8,7 @@ import numpy as np
 
 from plans.arguments import real_number, whole_number
 
-__all__ = ["ScanGrid", "grid_index", "motor_limits", "hinted_field"]
+__all__ = ["ScanGrid", "grid_index", "motor_limits", "hinted_field", "steering_field"]
 
 
 def grid_index(position, start: float, stop: float, num: int):
@@ -103,3 +103,12 @@ class ScanGrid:
             else:
                 outside[:, bad] = True
         return np.argwhere(outside)
+
+
+def steering_field(value_field: str | list[str] | tuple[str, ...] | None, detectors) -> str | tuple[str, ...]:
+    """The field a scan steers on: ``value_field``, a tuple of them for a list (several channels), or by default
+    the first hinted field of the first detector."""
+    if isinstance(value_field, (list, tuple)):
+        return tuple(value_field)
+    return value_field or hinted_field(detectors[0])
+

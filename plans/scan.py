@@ -13,11 +13,11 @@ import numpy as np
 from bluesky.protocols import Flyable, Movable, Readable
 from bluesky.utils import Msg, MsgGenerator, RequestStop, RunEngineControlException
 
-from plans.arguments import check_devices, check_scan_options, check_steering_field, described_fields, steering_field
+from plans.arguments import check_devices, check_scan_options, check_steering_field, described_fields
 from plans.beam_clock import BeamClock
 from plans.failures import FailurePolicy
 from plans.flying import fly_batch
-from plans.grid import ScanGrid, hinted_field
+from plans.grid import ScanGrid, hinted_field, steering_field
 from plans.replay_guard import ReplayGuard
 from plans.resume import resume
 from plans.sampler_settings import make_sampler, sampler_metadata
