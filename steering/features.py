@@ -85,6 +85,8 @@ def triangle_features(tri: Delaunay, values: np.ndarray, geometry: dict | None =
     nb, valid = geo["neighbours"], geo["valid"]
     t = len(tri.simplices)
     ring0, ring1, ring2 = triangle_rings(geo, rows) if rows is None or not isinstance(rows, tuple) else rows
+    if np.ndim(values) == 2:  # several channels at once: one more axis, last
+        return _triangle_features_of_channels(tri, values, geo, (ring0, ring1, ring2), rows is not None)
     e1, e2, det, size = geo["e1"][ring2], geo["e2"][ring2], geo["det"][ring2], geo["size"]
     v = values[tri.simplices[ring2]]  # (t2, 3)
     dv = np.column_stack([v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]])
@@ -112,6 +114,36 @@ def triangle_features(tri: Delaunay, values: np.ndarray, geometry: dict | None =
     return out
 
 
+def _triangle_features_of_channels(tri, values: np.ndarray, geo: dict, rings, subset: bool) -> np.ndarray:
+    """`triangle_features` of (n, C) values: (C, n_triangles, 7), every channel in one pass."""
+    ring0, ring1, ring2 = rings
+    nb, valid = geo["neighbours"], geo["valid"]
+    t, C = len(tri.simplices), values.shape[1]
+    e1, e2, det, size = geo["e1"][ring2], geo["e2"][ring2], geo["det"][ring2, None], geo["size"]
+    v = values[tri.simplices[ring2]]  # (t2, 3, C)
+    d1, d2 = v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]
+    g = np.zeros((t, 2, C))
+    g[ring2, 0] = (d1 * e2[:, 1:2] - d2 * e1[:, 1:2]) / det
+    g[ring2, 1] = (e1[:, 0:1] * d2 - e2[:, 0:1] * d1) / det
+    vrange = np.zeros((t, C))
+    vrange[ring2] = np.ptp(v, axis=1)
+    kink = np.sqrt(((g[ring1][:, None] - g[nb[ring1]]) ** 2).sum(axis=2)) * size[ring1][:, None, None]
+    kink = np.where(valid[ring1][:, :, None], kink, 0.0)  # (t1, 3, C)
+    kmax = np.zeros((t, C))
+    kmax[ring1] = kink.max(axis=1)
+    k0 = kink if not subset else kink[np.searchsorted(ring1, ring0)]
+    out = np.zeros((C, t, 7))
+    at = ring0 if subset else slice(None)
+    out[:, at, 0] = size[ring0]
+    out[:, at, 1] = vrange[ring0].T
+    out[:, at, 2] = (np.sqrt((g[ring0] ** 2).sum(axis=1)) * size[ring0][:, None]).T
+    out[:, at, 3] = kmax[ring0].T
+    out[:, at, 4] = (k0.sum(axis=1) / np.maximum(geo["n_valid"][ring0], 1)[:, None]).T
+    out[:, at, 5] = np.where(valid[ring0][:, :, None], vrange[nb[ring0]], 0.0).max(axis=1).T
+    out[:, at, 6] = np.where(valid[ring0][:, :, None], kmax[nb[ring0]], 0.0).max(axis=1).T
+    return out
+
+
 def pixel_features(
     distance: np.ndarray,
     simplex: np.ndarray,
@@ -119,6 +151,7 @@ def pixel_features(
     recon: np.ndarray,
     nearest_value: np.ndarray,
     offset: float = 0.0,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Assemble the (n, N_FEATURES) float32 feature matrix of n unmeasured pixels.
 
@@ -134,10 +167,12 @@ def pixel_features(
         Reconstructed value at the pixel and value of its nearest measurement (scaled units).
     offset : float
         Low reference level (scaled units) subtracted from ``recon`` for the ``level`` feature.
+    out : (n, N_FEATURES) float32 array, optional
+        Written in place and returned (several channels' features fill one array for the network).
     """
     n = len(distance)
     inside = simplex >= 0
-    out = np.empty((n, N_FEATURES), dtype=np.float32)
+    out = np.empty((n, N_FEATURES), dtype=np.float32) if out is None else out
     out[:, 0] = np.log(np.maximum(distance, 1e-6))
     # The logs are taken per triangle and gathered (a million pixels share a few hundred thousand triangles);
     # pixels outside the hull have a "triangle" of twice their distance and zeros elsewhere.

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial import cKDTree
 
-from .features import pixel_features, triangle_features, triangle_geometry, triangle_rings
+from .features import N_FEATURES, pixel_features, triangle_features, triangle_geometry, triangle_rings
 from .reconstruction import interpolate_linear, mirror_for_thin_grid, reconstruct_linear, triangulate
 
 __all__ = ["SamplingMaps"]
@@ -317,7 +317,7 @@ class SamplingMaps:
         if self.channels == 1:
             self.erd.ravel()[query] = self.model.predict_erd(feats[0])
             return change
-        erd = self.model.predict_erd(np.concatenate(feats)).reshape(self.channels, len(query))
+        erd = self.model.predict_erd(feats.reshape(-1, feats.shape[-1])).reshape(self.channels, len(query))
         for c in range(self.channels):
             self.channel_erd[c].ravel()[query] = erd[c]
         combined = np.zeros(len(query), dtype=np.float64)
@@ -341,11 +341,13 @@ class SamplingMaps:
             return None
         geometry = triangle_geometry(tri)
         rings = None if rows is None else triangle_rings(geometry, rows)
-        return [triangle_features(tri, mv[:, c], geometry, rings) for c in range(self.channels)]
+        if self.channels == 1:
+            return [triangle_features(tri, mv[:, 0], geometry, rings)]
+        return list(triangle_features(tri, mv, geometry, rings))
 
     def _reconstruct_and_featurise(self, query, points, *, update_distance: bool, geometry=None):
-        """Linear reconstruction ((Q, C), scaled units) and each channel's features at ``query`` from
-        measured ``points``.
+        """Linear reconstruction ((Q, C), scaled units) and each channel's features ((C, Q, N_FEATURES)) at
+        ``query`` from measured ``points``.
 
         With ``update_distance`` the distance and nearest-measurement maps at ``query`` are first
         recomputed from ``points`` (which must include every measurement near the query pixels).
@@ -370,6 +372,8 @@ class SamplingMaps:
         outside = ~np.isfinite(recon)
         recon[outside] = nearest_val[outside]
         d = self.distance.ravel()[query].astype(np.float64)
-        feats = [pixel_features(d, simplex, None if tri_feats is None else tri_feats[c], recon[:, c],
-                                nearest_val[:, c], self.offsets[c]) for c in range(self.channels)]
+        feats = np.empty((self.channels, len(query), N_FEATURES), dtype=np.float32)
+        for c in range(self.channels):
+            pixel_features(d, simplex, None if tri_feats is None else tri_feats[c], recon[:, c], nearest_val[:, c],
+                           self.offsets[c], out=feats[c])
         return recon, feats

@@ -126,3 +126,18 @@ def test_values_of_the_wrong_shape_are_refused(elements):
     one = Sampler((64, 64), seed=0)
     with pytest.raises(ValueError, match=r"values must have shape \(\d+,\)"):
         one.tell(p, elements[p[:, 0], p[:, 1]])
+
+
+def test_the_channels_triangle_features_in_one_pass_are_each_channels_own():
+    from steering.features import triangle_features, triangle_geometry, triangle_rings
+    from steering.reconstruction import triangulate
+
+    rng = np.random.default_rng(0)
+    tri = triangulate(rng.uniform(0, 100, (800, 2)))
+    values = rng.normal(size=(800, 3))
+    geometry = triangle_geometry(tri)
+    rows = np.unique(rng.integers(0, len(tri.simplices), 150))
+    for rings in (None, triangle_rings(geometry, rows)):
+        together = triangle_features(tri, values, geometry, rings)
+        for c in range(3):
+            np.testing.assert_array_equal(together[c], triangle_features(tri, values[:, c], geometry, rings))
