@@ -67,10 +67,10 @@ def triangle_features(tri: Delaunay, values: np.ndarray, geometry: dict | None =
     ----------
     tri : Delaunay
         Triangulation of measured (row, col) points.
-    values : (n,) array
+    values : (n,) array, or (n, C) for C channels at once
         Values at the points, already divided by the intensity scale.
     geometry : dict, optional
-        `triangle_geometry` of ``tri``, where the caller has it (several channels share it).
+        `triangle_geometry` of ``tri``, where the caller has it.
     rows : int array or tuple, optional
         Only these triangles' features are needed (the others are left 0): a local refresh needs
         the triangles holding its pixels, and computes what they depend on, two rings of
@@ -79,43 +79,17 @@ def triangle_features(tri: Delaunay, values: np.ndarray, geometry: dict | None =
 
     Returns
     -------
-    (n_triangles, 7) float64 array
+    (n_triangles, 7) float64 array, or (C, n_triangles, 7)
     """
     geo = triangle_geometry(tri) if geometry is None else geometry
-    nb, valid = geo["neighbours"], geo["valid"]
-    t = len(tri.simplices)
     ring0, ring1, ring2 = triangle_rings(geo, rows) if rows is None or not isinstance(rows, tuple) else rows
-    if np.ndim(values) == 2:  # several channels at once: one more axis, last
-        return _triangle_features_of_channels(tri, values, geo, (ring0, ring1, ring2), rows is not None)
-    e1, e2, det, size = geo["e1"][ring2], geo["e2"][ring2], geo["det"][ring2], geo["size"]
-    v = values[tri.simplices[ring2]]  # (t2, 3)
-    dv = np.column_stack([v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]])
-    g = np.zeros((t, 2))
-    vrange = np.zeros(t)
-    # Solve [e1; e2] g = dv for the plane gradient g.
-    g[ring2] = np.column_stack(
-        [(dv[:, 0] * e2[:, 1] - dv[:, 1] * e1[:, 1]) / det, (e1[:, 0] * dv[:, 1] - e2[:, 0] * dv[:, 0]) / det]
-    )
-    vrange[ring2] = np.ptp(v, axis=1)
-    kmax = np.zeros(t)
-    kink = np.linalg.norm(g[ring1][:, None, :] - g[nb[ring1]], axis=2) * size[ring1][:, None]
-    kink = np.where(valid[ring1], kink, 0.0)
-    kmax[ring1] = kink.max(axis=1)
-    out = np.zeros((t, 7))
-    at = ring0 if rows is not None else slice(None)
-    k0 = kink if len(ring1) == len(ring0) else kink[np.searchsorted(ring1, ring0)]
-    out[at, 0] = size[ring0]
-    out[at, 1] = vrange[ring0]
-    out[at, 2] = np.linalg.norm(g[ring0], axis=1) * size[ring0]
-    out[at, 3] = kmax[ring0]
-    out[at, 4] = k0.sum(axis=1) / np.maximum(geo["n_valid"][ring0], 1)
-    out[at, 5] = np.where(valid[ring0], vrange[nb[ring0]], 0.0).max(axis=1)
-    out[at, 6] = np.where(valid[ring0], kmax[nb[ring0]], 0.0).max(axis=1)
-    return out
+    together = _triangle_features_of_channels(tri, np.asarray(values).reshape(len(values), -1), geo,
+                                              (ring0, ring1, ring2), rows is not None)
+    return together if np.ndim(values) == 2 else together[0]
 
 
 def _triangle_features_of_channels(tri, values: np.ndarray, geo: dict, rings, subset: bool) -> np.ndarray:
-    """`triangle_features` of (n, C) values: (C, n_triangles, 7), every channel in one pass."""
+    """`triangle_features` of (n, C) values: (C, n_triangles, 7), every channel in one pass (a last axis)."""
     ring0, ring1, ring2 = rings
     nb, valid = geo["neighbours"], geo["valid"]
     t, C = len(tri.simplices), values.shape[1]

@@ -341,8 +341,6 @@ class SamplingMaps:
             return None
         geometry = triangle_geometry(tri)
         rings = None if rows is None else triangle_rings(geometry, rows)
-        if self.channels == 1:
-            return [triangle_features(tri, mv[:, 0], geometry, rings)]
         return list(triangle_features(tri, mv, geometry, rings))
 
     def _reconstruct_and_featurise(self, query, points, *, update_distance: bool, geometry=None):

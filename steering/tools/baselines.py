@@ -1,5 +1,6 @@
-"""What the benchmarks compare against, and how they time decisions: a regular grid, python-adaptive's
-``Learner2D`` (points snapped to pixels) and the decision time of a `Sampler` on a synthetic sample."""
+"""What the benchmarks run and compare against, and how they time decisions: a `Sampler` driven to given
+fractions, a regular grid, python-adaptive's ``Learner2D`` (points snapped to pixels) and the decision
+time of a `Sampler` on a synthetic sample."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import time
 
 import numpy as np
 
+from ..loop import run
 from ..reconstruction import reconstruct_linear
 from ..sampler import Sampler
 from ..stopping import StopCriteria
 
-__all__ = ["grid_points", "run_learner2d", "decision_times", "reconstruct_from_points"]
+__all__ = ["grid_points", "run_sampler", "run_learner2d", "decision_times", "reconstruct_from_points"]
 
 
 def grid_points(shape: tuple[int, int], fraction: float) -> np.ndarray:
@@ -26,6 +28,37 @@ def grid_points(shape: tuple[int, int], fraction: float) -> np.ndarray:
 def reconstruct_from_points(truth: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Delaunay-linear reconstruction of ``truth`` from its values at pixels ``pts``."""
     return reconstruct_linear(truth.shape, pts, truth[pts[:, 0], pts[:, 1]])
+
+
+def run_sampler(truth: np.ndarray, fractions, *, seed: int = 0, model=None, batch_size=None,
+                channels: int = 1) -> dict:
+    """Drive a `Sampler` on a known image ((H, W), or (H, W, C) with ``channels``) to each of ``fractions``:
+    ``recon`` and ``points`` (the measured pixels) at each, and the timings."""
+    N = truth.shape[0] * truth.shape[1]
+    targets = sorted(fractions)
+    s = Sampler(truth.shape[:2], model=model, stop=StopCriteria(max_fraction=max(targets)), seed=seed,
+                batch_size=batch_size, channels=channels)
+    out: dict = {"recon": {}, "points": {}}
+
+    def batch_size_to_next_target(s: Sampler) -> int | None:
+        # land exactly on each target fraction
+        target = next(int(round(t * N)) for t in targets if t not in out["recon"])
+        return min(target - s.n_measured, s.batch_size_) if s.n_measured else None
+
+    def record(s: Sampler, points, values) -> bool:
+        for t in targets:
+            if t not in out["recon"] and s.n_measured >= int(round(t * N)):
+                out["recon"][t], out["points"][t] = s.reconstruction, s.measured_points
+        return len(out["recon"]) == len(targets)
+
+    run(s, lambda p: truth[p[:, 0], p[:, 1]], n=batch_size_to_next_target, on_batch=record)
+    for t in targets:
+        out["recon"].setdefault(t, s.reconstruction)
+        out["points"].setdefault(t, s.measured_points)
+    out["ask_times"] = np.asarray(s.ask_times_[1:] or [0.0])
+    out["tell_times"] = np.asarray(s.tell_times_[1:] or [0.0])
+    out["batch_size"] = s.batch_size_
+    return out
 
 
 def run_learner2d(truth: np.ndarray, fractions, *, batch: int = 50, max_idle_asks: int = 200) -> dict:

@@ -27,11 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ..images import load_image
-from ..loop import run
 from ..metrics import quality
-from ..sampler import Sampler
-from ..stopping import StopCriteria
-from .baselines import decision_times, grid_points, reconstruct_from_points, run_learner2d
+from .baselines import decision_times, grid_points, reconstruct_from_points, run_learner2d, run_sampler
 
 __all__ = ["benchmark_images", "grid_points", "run_sampler", "run_learner2d", "decision_times", "main"]
 
@@ -72,35 +69,6 @@ def benchmark_images(data_dir: Path, *, full: bool = False, skimage: bool = True
             img = resize(img, (round(img.shape[0] * f), round(img.shape[1] * f)), anti_aliasing=True)
         images[f"skimage/{name}"] = img
     return images
-
-
-def run_sampler(truth: np.ndarray, fractions, *, seed: int = 0, model=None, batch_size=None) -> dict:
-    """Drive a `Sampler` on a known image; reconstruction at each fraction, and timings."""
-    N = truth.size
-    targets = sorted(fractions)
-    s = Sampler(
-        truth.shape, model=model, stop=StopCriteria(max_fraction=max(targets)), seed=seed, batch_size=batch_size
-    )
-    out: dict = {"recon": {}}
-
-    def batch_size_to_next_target(s: Sampler) -> int | None:
-        # land exactly on each target fraction
-        target = next(int(round(t * N)) for t in targets if t not in out["recon"])
-        return min(target - s.n_measured, s.batch_size_) if s.n_measured else None
-
-    def record(s: Sampler, points, values) -> bool:
-        for t in targets:
-            if t not in out["recon"] and s.n_measured >= int(round(t * N)):
-                out["recon"][t] = s.reconstruction
-        return len(out["recon"]) == len(targets)
-
-    run(s, lambda p: truth[p[:, 0], p[:, 1]], n=batch_size_to_next_target, on_batch=record)
-    for t in targets:
-        out["recon"].setdefault(t, s.reconstruction)
-    out["ask_times"] = np.asarray(s.ask_times_[1:] or [0.0])
-    out["tell_times"] = np.asarray(s.tell_times_[1:] or [0.0])
-    out["batch_size"] = s.batch_size_
-    return out
 
 
 def _fmt_table(rows: list[dict]) -> str:
@@ -212,14 +180,8 @@ def _main_beam_time(args) -> int:
     model = load_model(args.model)
     rows = beam_time_benchmark(images, model=model, seed=args.seed)
     speed = None if args.no_speed else fly_decision_times(1024, model=model, seed=args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "beam_time.json").write_text(json.dumps({"rows": rows, "fly_decision_times": speed}, indent=1))
-    report = format_beam_time(rows)
-    if speed is not None:
-        report += "\n\n" + format_fly_decision_times(speed)
-    (args.out / "beam_time.md").write_text(report + "\n")
-    print(report)
-    return 0
+    return _write_report(args.out, "beam_time", {"rows": rows, "fly_decision_times": speed},
+                         [format_beam_time(rows), speed and format_fly_decision_times(speed)])
 
 
 def _main_channels(args) -> int:
@@ -245,12 +207,17 @@ def _main_channels(args) -> int:
         rows = channels_benchmark(sets, model=load_model(args.model), seed=args.seed,
                                   learner2d=not args.no_learner2d, progress=bar.update)
     speed = None if args.no_speed else channel_decision_times((512, 512), (1, 4), seed=args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "channels.json").write_text(json.dumps({"rows": rows, "decision_times": speed}, indent=1))
-    report = format_channels(rows)
-    if speed is not None:
-        report += "\n\n" + format_channel_decision_times(speed)
-    (args.out / "channels.md").write_text(report + "\n")
+    return _write_report(args.out, "channels", {"rows": rows, "decision_times": speed},
+                         [format_channels(rows), speed and format_channel_decision_times(speed)])
+
+
+def _write_report(out: Path, name: str, data: dict, parts: list[str]) -> int:
+    """Write ``{name}.json`` (``data``) and ``{name}.md`` (the ``parts`` given, None left out, a blank line
+    apart) to ``out``; print the report; return 0."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(data, indent=1))
+    report = "\n\n".join(part for part in parts if part)
+    (out / f"{name}.md").write_text(report + "\n")
     print(report)
     return 0
 

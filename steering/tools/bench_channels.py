@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..loop import run
 from ..metrics import psnr
 from ..reconstruction import reconstruct_linear
-from ..sampler import Sampler
-from ..stopping import StopCriteria
-from .baselines import decision_times, grid_points, run_learner2d
+from .baselines import decision_times, grid_points, run_learner2d, run_sampler
 
 __all__ = ["CHANNEL_SETS", "CHANNEL_LEVELS", "CHANNEL_FRACTIONS", "CHANNEL_METHODS", "channel_sets",
            "channels_benchmark", "format_channels", "channel_decision_times", "format_channel_decision_times"]
@@ -61,30 +58,6 @@ def channel_sets(images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def _steered_points(truth: np.ndarray, fractions, *, seed: int, model, channels: int = 1) -> dict:
-    """Points a sampler (of ``channels`` channels) measures on ``truth``, at each fraction."""
-    targets = sorted(fractions)
-    N = truth.shape[0] * truth.shape[1]
-    s = Sampler(truth.shape[:2], model=model, stop=StopCriteria(max_fraction=max(targets)), seed=seed,
-                channels=channels)
-    out: dict = {}
-
-    def to_next_target(s: Sampler) -> int | None:
-        target = next(int(round(t * N)) for t in targets if t not in out)
-        return min(target - s.n_measured, s.batch_size_) if s.n_measured else None
-
-    def record(s: Sampler, points, values) -> bool:
-        for t in targets:
-            if t not in out and s.n_measured >= int(round(t * N)):
-                out[t] = s.measured_points
-        return len(out) == len(targets)
-
-    run(s, lambda p: truth[p[:, 0], p[:, 1]], n=to_next_target, on_batch=record)
-    for t in targets:
-        out.setdefault(t, s.measured_points)
-    return out
-
-
 def channels_benchmark(sets: dict[str, np.ndarray], *, fractions=CHANNEL_FRACTIONS, seed: int = 0, model=None,
                        learner2d: bool = True, progress=None) -> list[dict]:
     """One row per (set, fraction, method, channel): PSNR of the channel reconstructed from the method's points."""
@@ -93,9 +66,9 @@ def channels_benchmark(sets: dict[str, np.ndarray], *, fractions=CHANNEL_FRACTIO
         C = stack.shape[-1]
         total = stack.sum(axis=-1)
         points = {
-            "multi": _steered_points(stack, fractions, seed=seed, model=model, channels=C),
-            "first": _steered_points(stack[..., 0], fractions, seed=seed, model=model),
-            "sum": _steered_points(total, fractions, seed=seed, model=model),
+            "multi": run_sampler(stack, fractions, seed=seed, model=model, channels=C)["points"],
+            "first": run_sampler(stack[..., 0], fractions, seed=seed, model=model)["points"],
+            "sum": run_sampler(total, fractions, seed=seed, model=model)["points"],
             "grid": {f: grid_points(total.shape, f) for f in fractions},
         }
         if learner2d:
